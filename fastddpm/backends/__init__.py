@@ -1,0 +1,52 @@
+"""Runtime backends: each turns a network into the one callable samplers and the bench use,
+
+    eps = backend(x, t, cond)    x (B, 3, 64, 64) float32, t (B,) int64, cond (B, 24) float32 -> eps float32
+
+so torch eager, torch.compile, ONNX Runtime and TensorRT are interchangeable. Heavy imports stay inside each
+backend's module, so importing fastddpm never needs onnxruntime or tensorrt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from fastddpm.errors import UsageError
+
+BACKENDS = ("torch", "compile", "ort", "trt")
+
+
+class Backend(Protocol):
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
+
+
+def check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def make_backend(
+    name: str,
+    model_dir: str | Path,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    export_dir: str | Path = "export",
+) -> Backend:
+    """Build a backend for the model in `model_dir`; ort / trt load the export made from it in `export_dir`."""
+    check_backend(name)
+    if name in ("torch", "compile"):
+        from fastddpm.backends.torch_backend import TorchBackend
+        from fastddpm.model import EpsilonModel, load_model
+
+        net, card = load_model(model_dir, device)
+        return TorchBackend(EpsilonModel(net, card.diffusion), device, dtype, compile=name == "compile")
+    from fastddpm.export import find_export
+
+    if name == "ort":
+        from fastddpm.backends.onnxruntime_backend import OrtBackend
+
+        return OrtBackend(find_export(export_dir, model_dir, ".onnx"), device)
+    from fastddpm.backends.tensorrt_backend import TrtBackend
+
+    return TrtBackend(find_export(export_dir, model_dir, ".plan"), device)

@@ -1,0 +1,48 @@
+"""The network's input/output contract, declared once: ONNX export, the TensorRT profile, ONNX Runtime
+io-binding and buffer allocation all read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastddpm.conditions import NUM_CLASSES
+from fastddpm.errors import UsageError
+
+
+@dataclass(frozen=True)
+class UNetIO:
+    image_size: int = 64
+    batch_min: int = 1
+    batch_opt: int = 64  # 32 images with guidance's doubled batch
+    batch_max: int = 128
+
+    x: str = "x"  # (B, 3, S, S) float noisy image
+    t: str = "t"  # (B,) int64 timestep
+    cond: str = "cond"  # (B, 24) float multi-hot; all zeros = null condition
+    eps: str = "eps"  # (B, 3, S, S) float predicted noise
+
+    @property
+    def input_names(self) -> list[str]:
+        return [self.x, self.t, self.cond]
+
+    def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        s = self.image_size
+        return {self.x: (batch, 3, s, s), self.t: (batch,), self.cond: (batch, NUM_CLASSES), self.eps: (batch, 3, s, s)}
+
+    def check_batch(self, batch: int, what: str = "the export") -> None:
+        if not self.batch_min <= batch <= self.batch_max:
+            raise UsageError(
+                f"batch {batch} is outside {what}'s profile {self.batch_min}:{self.batch_opt}:{self.batch_max}; "
+                "re-export with a wider --batch MIN:OPT:MAX (guidance doubles the batch)"
+            )
+
+
+def parse_batch_profile(text: str, image_size: int = 64) -> UNetIO:
+    """'MIN:OPT:MAX' -> UNetIO."""
+    try:
+        lo, opt, hi = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--batch takes MIN:OPT:MAX like 1:64:128; got {text!r}") from None
+    if not 1 <= lo <= opt <= hi:
+        raise UsageError(f"--batch needs 1 <= MIN <= OPT <= MAX; got {text!r}")
+    return UNetIO(image_size, lo, opt, hi)

@@ -1,0 +1,37 @@
+"""`fastddpm evaluator score`: score a folder of PNGs (0.png, 1.png, ...) against test.json-style label files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastddpm.conditions import multi_hot, read_test_labels
+from fastddpm.data.reader import decode_image, to_model_range
+from fastddpm.errors import UsageError
+from fastddpm.evaluator import Evaluator
+
+
+def read_images(folder: Path, count: int) -> torch.Tensor:
+    """folder/0.png .. folder/{count-1}.png -> (count, 3, 64, 64) in [-1, 1] (squashed like the training data)."""
+    files = [folder / f"{i}.png" for i in range(count)]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise UsageError(f"{str(folder)!r} lacks {len(missing)} of the {count} images the label file needs, e.g. {missing[:5]}")
+    return to_model_range(torch.from_numpy(np.stack([decode_image(f) for f in files])))
+
+
+def score_folder(images: Path, label_files: list[Path], evaluator_path: Path | None, device: str) -> dict[str, float]:
+    """{label file: accuracy}. With one label file the PNGs sit in `images`; with several, in images/<file stem>/."""
+    if not images.is_dir():
+        raise UsageError(f"--images {str(images)!r} is not a folder")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be one of cpu, cuda; got {device!r}")
+    splits = {str(f): read_test_labels(f) for f in label_files}
+    evaluator = Evaluator(evaluator_path, device)
+    out = {}
+    for label_file, labels in splits.items():
+        folder = images if len(label_files) == 1 else images / Path(label_file).stem
+        out[label_file] = evaluator.accuracy(read_images(folder, len(labels)), multi_hot(labels))
+    return out
