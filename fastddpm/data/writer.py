@@ -1,0 +1,190 @@
+"""`fastddpm data render`: write a look-alike i-CLEVR data set in the course's exact layout.
+
+DIR/iclevr/CLEVR_train_NNNNNN_S.png (320x240 RGB; image S of a scene holds its first S + 1 objects),
+DIR/train.json, DIR/objects.json, DIR/test.json, DIR/new_test.json and DIR/preview.png (4x8 grid of the first images).
+Resumable: images already on disk are skipped (each was written atomically, so none is half-written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fastddpm import atomic
+from fastddpm.conditions import CLASS_INDEX, ConditionError, LabelList, read_train_labels
+from fastddpm.data import render, synth
+from fastddpm.errors import UsageError
+
+IMAGE_NAME = re.compile(r"^CLEVR_train_(\d{6})_(\d+)\.png$")
+RENDER_BATCH = 16  # images per renderer call: large enough to amortize Python, small enough for the CPU cache
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    scene_id: int
+    labels: LabelList  # the full scene, in insertion order
+
+    def image_name(self, index: int) -> str:
+        return f"CLEVR_train_{self.scene_id:06d}_{index}.png"
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Saved as DIR/render.json: what made the data set. A resumed render must match it (any --scenes)."""
+
+    seed: int
+    max_objects: int
+    labels_sha256: str | None  # of the --labels file, None when labels were drawn
+    device: str
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    images: int  # images in the data set
+    rendered: int  # images rendered by this call (the rest were already on disk)
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.rendered / self.seconds if self.seconds > 0 else 0.0
+
+
+def drawn_jobs(scenes: int, seed: int, max_objects: int) -> list[SceneJob]:
+    return [SceneJob(i, synth.scene_labels(seed, i, max_objects)) for i in range(scenes)]
+
+
+def jobs_from_train_file(path: str | Path, max_objects: int) -> list[SceneJob]:
+    """Group a train.json's images into incremental scenes: CLEVR_train_<scene>_<S>.png holds S + 1 objects,
+    and the label lists of one scene are prefixes of each other."""
+    labels = read_train_labels(path)
+    scenes: dict[int, dict[int, LabelList]] = {}
+    for name, objects in labels.items():
+        match = IMAGE_NAME.match(name)
+        if not match:
+            raise ConditionError(f"{name!r} in {path}: image names must look like CLEVR_train_000123_0.png")
+        scene, index = int(match[1]), int(match[2])
+        if len(objects) != index + 1:
+            raise ConditionError(f"{name!r} in {path}: image _{index} of a scene must hold {index + 1} objects")
+        if len(objects) > max_objects:
+            raise ConditionError(f"{name!r} in {path} has {len(objects)} objects; --max-objects is {max_objects}")
+        scenes.setdefault(scene, {})[index] = objects
+    jobs = []
+    for scene, images in sorted(scenes.items()):
+        full = images[max(images)]
+        for index, objects in images.items():
+            if objects != full[: index + 1]:
+                raise ConditionError(
+                    f"scene {scene:06d} in {path}: image _{index} {objects} is not a prefix of the scene {full}"
+                )
+        jobs.append(SceneJob(scene, full))
+    return jobs
+
+
+def _validate(out: Path, scenes: int, max_objects: int, device: str) -> None:
+    if scenes < 1:
+        raise UsageError(f"--scenes must be at least 1; got {scenes}")
+    if not 1 <= max_objects <= 5:
+        raise UsageError(f"--max-objects must be between 1 and 5; got {max_objects}")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be one of cpu, cuda; got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
+
+
+def _check_resumable(out: Path, config: RenderConfig) -> None:
+    """Refuse to mix images of another render (or a user's real data) into this one."""
+    manifest = out / "render.json"
+    if manifest.is_file():
+        previous = json.loads(manifest.read_text())
+        if previous != dataclasses.asdict(config):
+            raise UsageError(
+                f"{str(out)!r} was rendered with {previous}; this call asks for {dataclasses.asdict(config)}. "
+                "Resume with the same settings or choose another --out."
+            )
+    elif any((out / "iclevr").glob("*.png")) if (out / "iclevr").is_dir() else False:
+        raise UsageError(f"{str(out)!r} already holds images that fastddpm did not render; choose another --out")
+
+
+def render_dataset(
+    out: str | Path,
+    scenes: int = 6003,
+    seed: int = 0,
+    device: str = "cpu",
+    max_objects: int = 3,
+    labels_file: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,  # (images done, images total)
+) -> RenderReport:
+    """Render (or finish rendering) a data set into `out`. Same seed -> same labels and pixels on the same device."""
+    out = Path(out)
+    _validate(out, scenes, max_objects, device)
+    jobs = jobs_from_train_file(labels_file, max_objects) if labels_file else drawn_jobs(scenes, seed, max_objects)
+    labels_sha = hashlib.sha256(Path(labels_file).read_bytes()).hexdigest() if labels_file else None
+    config = RenderConfig(seed, max_objects, labels_sha, device)
+    _check_resumable(out, config)
+    image_dir = out / "iclevr"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / "render.json", dataclasses.asdict(config))
+    test, new_test = synth.test_splits(seed)
+    atomic.write_json(out / "objects.json", CLASS_INDEX)
+    atomic.write_json(out / "test.json", test)
+    atomic.write_json(out / "new_test.json", new_test)
+
+    total = sum(len(job.labels) for job in jobs)
+    existing = {p.name for p in image_dir.glob("CLEVR_train_*.png")}
+    start, done, rendered = time.perf_counter(), 0, 0
+    pending_objects, pending_views, pending_paths = [], [], []
+    with ThreadPoolExecutor(max_workers=2) as writers:
+
+        def flush() -> None:
+            nonlocal rendered
+            if not pending_paths:
+                return
+            images = render.render(synth.scene_batch(pending_objects, pending_views).to(device)).cpu().numpy()
+            list(writers.map(atomic.save_png, pending_paths, images))
+            rendered += len(pending_paths)
+            pending_objects.clear(), pending_views.clear(), pending_paths.clear()
+
+        for job in jobs:
+            names = [job.image_name(i) for i in range(len(job.labels))]
+            missing = [i for i, name in enumerate(names) if name not in existing]
+            if missing:
+                scene = synth.draw_scene(seed, job.scene_id, job.labels, device)
+                for i in missing:
+                    pending_objects.append(scene.objects[: i + 1])
+                    pending_views.append(scene.views[i])
+                    pending_paths.append(image_dir / names[i])
+                if len(pending_paths) >= RENDER_BATCH:
+                    flush()
+            done += len(names)
+            if progress:
+                progress(done - len(pending_paths), total)
+        flush()
+        if progress:
+            progress(total, total)
+
+    train = {job.image_name(i): job.labels[: i + 1] for job in jobs for i in range(len(job.labels))}
+    atomic.write_json(out / "train.json", train)
+    write_preview(out, list(train)[:32])
+    return RenderReport(images=total, rendered=rendered, seconds=time.perf_counter() - start)
+
+
+def write_preview(out: Path, names: list[str]) -> None:
+    """A 4x8 grid of the given images, saved as out/preview.png."""
+    import numpy as np
+    import torchvision
+    from PIL import Image
+
+    images = [torch.from_numpy(np.array(Image.open(out / "iclevr" / n).convert("RGB"))) for n in names]
+    grid = torchvision.utils.make_grid(torch.stack(images).permute(0, 3, 1, 2), nrow=8, padding=2)
+    atomic.save_png(out / "preview.png", grid.permute(1, 2, 0).numpy())
