@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
@@ -59,9 +60,17 @@ class ProgressBar:
             console=console,
         )
         self.task = self.bar.add_task(description, total=None, info="")
+        self.description = description
         self.started = False
+        self.last_line = 0.0
 
     def __call__(self, done: int, total: int, info: str = "") -> None:
+        if not console.is_terminal:  # logs and pipes get a plain line every 30 s instead of a live bar
+            now = time.monotonic()
+            if now - self.last_line > 30 or done >= total:
+                console.print(f"{self.description}: {done}/{total} {info}", highlight=False)
+                self.last_line = now
+            return
         if not self.started:
             self.bar.start()
             self.started = True
@@ -99,7 +108,7 @@ def data_render(
 @evaluator_app.command("train")
 @clean_errors
 def evaluator_train(
-    data: Annotated[Path, typer.Option(help="Rendered scenes of 1-5 objects (`data render --max-objects 5`).")],
+    data: Annotated[list[Path], typer.Option(help="Rendered folder(s) to train on; repeat to combine (1-5 objects: `data render --max-objects 5`).")],
     out: Annotated[Path, typer.Option(help="Checkpoint to write, in the course's format.")] = Path("checkpoints/evaluator.pth"),
     holdout: Annotated[Path | None, typer.Option(help="Rendered 1-3 object scenes of another seed, to score.")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over --data.")] = 4,
@@ -110,7 +119,7 @@ def evaluator_train(
     """Train the stand-in evaluator (ResNet-18, course format) and report its held-out accuracy."""
     from fastddpm.evaluator_train import EvaluatorTrainConfig, train_evaluator
 
-    config = EvaluatorTrainConfig(str(data), str(holdout) if holdout else None, epochs, batch_size, lr, seed=seed)
+    config = EvaluatorTrainConfig(tuple(str(d) for d in data), str(holdout) if holdout else None, epochs, batch_size, lr, seed=seed)
     with ProgressBar("evaluator") as bar:
         report = train_evaluator(config, out, progress=bar)
     console.print(f"saved {out} ({report['steps']} steps, {report['train_seconds']} s); held-out accuracy: {report['holdout_accuracy']}")
@@ -129,6 +138,24 @@ def evaluator_score(
 
     for label_file, accuracy in score_folder(images, labels, evaluator, device).items():
         console.print(f"{label_file}: accuracy {accuracy:.4f}")
+
+
+@data_app.command("check")
+@clean_errors
+def data_check(
+    data: Annotated[Path, typer.Option(help="i-CLEVR folder: ROOT/train.json, ROOT/iclevr/*.png, ...")],
+) -> None:
+    """Validate a data folder, build its 64x64 cache, and print its label statistics."""
+    from fastddpm.data.reader import cache_path, load_dataset, split_labels
+    from fastddpm.data.stats import label_statistics
+
+    with ProgressBar("decode") as bar:
+        dataset = load_dataset(data, progress=bar)
+    stats = label_statistics(dataset.labels)
+    splits = {name: len(labels) for name, labels in split_labels(data).items()}
+    console.print(f"{data}: {len(dataset.names)} images, cache {cache_path(data)}; test splits {splits}")
+    for key, value in stats.items():
+        console.print(f"  {key}: {value}")
 
 
 def _int_tuple(text: str, option: str) -> tuple[int, ...]:

@@ -24,7 +24,7 @@ from fastddpm.evaluator import SCORE_BATCH, build_resnet18, topk_hits
 
 @dataclass(frozen=True)
 class EvaluatorTrainConfig:
-    data: str  # rendered 1-5 object scenes
+    data: tuple[str, ...]  # rendered folders (1-5 object scenes), used together
     holdout: str | None  # rendered 1-3 object scenes of another seed, never trained on
     epochs: int = 4
     batch_size: int = 128
@@ -70,7 +70,8 @@ def train_evaluator(
         raise UsageError(f"--epochs and --batch-size must be positive; got {config.epochs}, {config.batch_size}")
     if out.suffix != ".pth":
         raise UsageError(f"--out must name a .pth file like checkpoints/evaluator.pth; got {str(out)!r}")
-    train = load_dataset(config.data)
+    parts = [load_dataset(folder) for folder in config.data]
+    train = Dataset(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), [n for p in parts for n in p.names])
     holdout = load_dataset(config.holdout) if config.holdout else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

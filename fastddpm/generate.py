@@ -62,7 +62,7 @@ def generate(
     seeds: list[int],  # N per-image seeds
     settings: SampleSettings,
     device: torch.device | str = "cpu",
-    capture: bool = False,  # CUDA only: replay each chunk from one captured graph
+    capture: bool = False,  # CUDA and a capturable backend only: replay each chunk from one captured graph
     progress: Callable[[int, int], None] | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
@@ -71,7 +71,7 @@ def generate(
     if len(seeds) != cond.shape[0]:
         raise ValueError("one seed per condition")
     run = denoise_fn(eps_fn, schedule, settings, callback)
-    if capture and device.type == "cuda":
+    if capture and device.type == "cuda" and getattr(eps_fn, "capturable", True):
         from fastddpm.capture import CapturedRun
 
         run = CapturedRun(run)

@@ -49,9 +49,10 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int = 8) -> None:
 
 def trajectory(backend, schedule: NoiseSchedule, labels: LabelList, settings: SampleSettings, seed: int,
                device: torch.device) -> torch.Tensor:
-    """Frames (F, 3, 64, 64) from x_T to the final image, evenly spaced over the sampler's steps."""
+    """Frames (F, 3, 64, 64) from x_T to the final image, evenly spaced over the sampler's steps (run with at least
+    TRAJECTORY_FRAMES - 1 steps so the strip always has TRAJECTORY_FRAMES frames)."""
     steps: list[torch.Tensor] = []
-    single = dataclasses.replace(settings, batch_size=1)
+    single = dataclasses.replace(settings, batch_size=1, steps=max(settings.steps, TRAJECTORY_FRAMES - 1))
     generate(backend, schedule, multi_hot([labels]), [image_seeds(seed, 1)[0]], single, device,
              callback=lambda i, x: steps.append(x[0].float().clamp(-1, 1).cpu()))
     from fastddpm.generate import image_noise

@@ -51,23 +51,26 @@ def _predict_x0(x: torch.Tensor, eps: torch.Tensor, a_t: float, clip: bool) -> t
     return x0.clamp(-1, 1) if clip else x0
 
 
+def _steps(schedule: NoiseSchedule, steps: int, spacing: str) -> list[tuple[int, float, float]]:
+    """(t, alpha-bar_t, alpha-bar of the next timestep) per step; the step after the last one has alpha-bar 1."""
+    ac = schedule.alphas_cumprod.tolist()
+    ts = schedule.timesteps(steps, spacing)
+    return [(t, ac[t], ac[ts[i + 1]] if i + 1 < len(ts) else 1.0) for i, t in enumerate(ts)]
+
+
 def sample_ddpm(eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=1000, eta=1.0, noise=None, callback=None):
     """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2) with the 'fixed small' posterior variance."""
     if noise is None or noise.shape[0] < steps:
         raise ValueError(f"DDPM needs per-step noise of shape ({steps}, B, C, H, W)")
-    ac = schedule.alphas_cumprod.tolist()
-    ts = schedule.timesteps(steps, "leading")
     x = x_T
-    for i, t in enumerate(ts):
-        a_t = ac[t]
-        a_prev = ac[ts[i + 1]] if i + 1 < len(ts) else 1.0
+    for i, (t, a_t, a_prev) in enumerate(_steps(schedule, steps, "leading")):
         alpha, beta = a_t / a_prev, 1 - a_t / a_prev
         # 1. predict x_0 from the noise estimate (eq. 15), clipped to the image range
         x0 = _predict_x0(x, eps_fn(x, _timestep(t, x), cond), a_t, clip=True)
         # 2. mean of the posterior q(x_{t-1} | x_t, x_0) (eq. 7)
         x = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (math.sqrt(alpha) * (1 - a_prev) / (1 - a_t)) * x
         # 3. add noise with variance beta-tilde_t = (1 - a_prev) / (1 - a_t) beta_t, except at the last step
-        if i + 1 < len(ts):
+        if i + 1 < steps:
             x = x + math.sqrt(max((1 - a_prev) / (1 - a_t) * beta, 1e-20)) * noise[i]
         if callback:
             callback(i, x)
@@ -78,12 +81,8 @@ def sample_ddim(eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=50, eta=0.0
     """DDIM (Song et al. 2021, eq. 12) on 'trailing' timesteps; eta = 0 is deterministic, eta = 1 is DDPM-like."""
     if eta > 0 and (noise is None or noise.shape[0] < steps):
         raise ValueError(f"DDIM with eta > 0 needs per-step noise of shape ({steps}, B, C, H, W)")
-    ac = schedule.alphas_cumprod.tolist()
-    ts = schedule.timesteps(steps, "trailing")
     x = x_T
-    for i, t in enumerate(ts):
-        a_t = ac[t]
-        a_prev = ac[ts[i + 1]] if i + 1 < len(ts) else 1.0
+    for i, (t, a_t, a_prev) in enumerate(_steps(schedule, steps, "trailing")):
         eps = eps_fn(x, _timestep(t, x), cond)
         # 1. predicted x_0 (eq. 12, first term), clipped
         x0 = _predict_x0(x, eps, a_t, clip=True)

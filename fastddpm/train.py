@@ -206,6 +206,11 @@ def train(
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     try:
         return _train(config, resume, progress if rank == 0 else None, max_steps, device, rank, world)
+    except torch.cuda.OutOfMemoryError:
+        raise UsageError(
+            f"out of GPU memory at --batch-size {config.batch_size} (per process); try --batch-size "
+            f"{max(1, config.batch_size // 2)} or a smaller model (--channels)"
+        ) from None
     finally:
         if distributed:
             dist.destroy_process_group()
@@ -288,8 +293,9 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
             rate = window_images / (now - window_start)
             mean_loss = (running_loss / config.log_every).item()
             state.train_seconds += time.perf_counter() - now
-            if progress:
-                progress(state.step, total_steps, f"loss {mean_loss:.4f}  {rate:,.0f} img/s")
+            if progress:  # with a time budget the total is the step count the budget is heading for
+                estimate = max(state.step, round(state.step / max(fraction_done(), 1e-9)))
+                progress(state.step, estimate, f"loss {mean_loss:.4f}  {rate:,.0f} img/s")
             if rank == 0:
                 log({"step": state.step, "train_seconds": round(state.train_seconds, 2), "loss": mean_loss,
                      "lr": optimizer.param_groups[0]["lr"], "images_per_second": round(rate, 1)})

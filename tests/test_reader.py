@@ -2,6 +2,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -28,7 +29,7 @@ def test_round_trip(data_copy):
         assert data.labels[i].sum() == len(train[name])
         assert all(data.labels[i, CLASS_INDEX[n]] == 1 for n in train[name])
     with Image.open(data_copy / "iclevr" / data.names[4]) as img:
-        expected = torch.from_numpy(__import__("numpy").asarray(img.resize((64, 64), Image.BILINEAR))).permute(2, 0, 1)
+        expected = torch.from_numpy(np.array(img.resize((64, 64), Image.BILINEAR))).permute(2, 0, 1)
     assert torch.equal(data.images[4], expected)
     x = reader.to_model_range(data.images)
     assert x.min() >= -1 and x.max() <= 1

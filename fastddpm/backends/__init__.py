@@ -18,6 +18,8 @@ BACKENDS = ("torch", "compile", "ort", "trt")
 
 
 class Backend(Protocol):
+    capturable: bool  # may run inside a torch CUDA-graph capture (torch, compile, trt: yes; ort: no)
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
 
 

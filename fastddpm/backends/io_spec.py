@@ -32,7 +32,7 @@ class UNetIO:
     def check_batch(self, batch: int, what: str = "the export") -> None:
         if not self.batch_min <= batch <= self.batch_max:
             raise UsageError(
-                f"batch {batch} is outside {what}'s profile {self.batch_min}:{self.batch_opt}:{self.batch_max}; "
+                f"batch {batch} is outside the {what}'s profile {self.batch_min}:{self.batch_opt}:{self.batch_max}; "
                 "re-export with a wider --batch MIN:OPT:MAX (guidance doubles the batch)"
             )
 

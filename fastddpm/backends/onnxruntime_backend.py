@@ -14,6 +14,8 @@ from fastddpm.errors import UsageError
 
 
 class OrtBackend:
+    capturable = False  # ONNX Runtime launches on its own stream: no torch CUDA-graph capture
+
     def __init__(self, path: str | Path, device: torch.device) -> None:
         import onnxruntime as ort
 
@@ -48,7 +50,7 @@ class OrtBackend:
         for name, tensor, dtype in ((io.x, x, np.float32), (io.t, t, np.int64), (io.cond, cond, np.float32)):
             binding.bind_input(name, "cuda", self.device.index or 0, dtype, tuple(tensor.shape), tensor.data_ptr())
         binding.bind_output(io.eps, "cuda", self.device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
-        binding.synchronize_inputs()
+        torch.cuda.current_stream(self.device).synchronize()  # inputs were written on torch's stream
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
         return out

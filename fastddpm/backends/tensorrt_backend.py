@@ -14,6 +14,8 @@ from fastddpm.export_tensorrt import import_tensorrt
 
 
 class TrtBackend:
+    capturable = True  # enqueues on torch's current stream, so a whole-run graph can record it
+
     def __init__(self, path: str | Path, device: torch.device) -> None:
         trt = import_tensorrt()
         path = Path(path)

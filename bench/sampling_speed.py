@@ -1,0 +1,102 @@
+"""Sampling speed side by side, one 32-image split (guidance doubles the network batch to 64):
+the course-style baseline run the course way (64M UNet2DModel, eager fp32, diffusers scheduler loop) against
+fastddpm's shipped model (bf16, torch.compile, the whole denoising run in one CUDA graph), plus large-batch
+throughput (4,096 images, DDIM-20) with model FLOP utilisation. Random baseline weights: latency only.
+
+    python bench/sampling_speed.py              # on the GPU machine
+    python bench/sampling_speed.py --quick      # CPU smoke run: few steps, tiny batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import CourseUNet  # noqa: E402
+from common import device_name, save, time_ms  # noqa: E402
+
+from fastddpm.backends import make_backend  # noqa: E402
+from fastddpm.generate import SampleSettings, generate, image_seeds  # noqa: E402
+from fastddpm.paths import default_model_dir  # noqa: E402
+from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
+
+H100_BF16_PEAK_TFLOPS = 989.0  # dense, datasheet (SXM); ~798 measured on the lent H100 with an 8k matmul
+
+
+def course_way(model, steps: int, cond: torch.Tensor, scheduler_name: str):
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    scheduler = DDPMScheduler() if scheduler_name == "ddpm" else DDIMScheduler()
+
+    @torch.no_grad()
+    def run() -> torch.Tensor:
+        scheduler.set_timesteps(steps)
+        x = torch.randn(cond.shape[0], 3, 64, 64, device=cond.device)
+        for t in scheduler.timesteps:
+            eps = model(x, t.to(cond.device).expand(cond.shape[0]), cond)
+            x = scheduler.step(eps, t, x).prev_sample
+        return x
+
+    return run
+
+
+def flops_per_image(backend_fn, device) -> float:
+    x, t, c = torch.randn(1, 3, 64, 64, device=device), torch.zeros(1, dtype=torch.long, device=device), torch.zeros(1, 24, device=device)
+    with FlopCounterMode(display=False) as counter:
+        backend_fn(x, t, c)
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="CPU smoke run")
+    parser.add_argument("--checkpoint", type=Path, default=default_model_dir())
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    split, big = (4, 16) if args.quick else (32, 4096)
+    ddpm_steps = 20 if args.quick else 1000
+    cond = torch.eye(24, device=device)[torch.arange(split) % 24]
+    rows = []
+
+    baseline = CourseUNet().to(device).eval()
+    for sampler, steps in (("ddpm", ddpm_steps), ("ddim", 50)):
+        times = time_ms(course_way(baseline, steps, cond, sampler), device, repeats=1 if sampler == "ddpm" else args.repeats)
+        rows.append({"system": "course-style baseline, eager fp32", "sampler": f"{sampler}-{steps}", "ms_per_split": statistics.median(times)})
+        print(rows[-1])
+
+    schedule = NoiseSchedule(linear_betas())
+    backend = make_backend("compile" if cuda else "torch", args.checkpoint, device, torch.bfloat16 if cuda else torch.float32)
+    seeds = image_seeds(0, split)
+    for sampler, steps in (("ddpm", ddpm_steps), ("ddim", 50), ("ddim", 20), ("dpmpp", 10), ("dpmpp", 5)):
+        settings = SampleSettings(sampler, steps, guidance=2.0, batch_size=split)
+        times = time_ms(lambda: generate(backend, schedule, cond.cpu(), seeds, settings, device, capture=cuda),  # noqa: B023
+                        device, repeats=args.repeats, warmup=2)
+        rows.append({"system": f"fastddpm, {'compiled bf16, one CUDA graph' if cuda else 'eager fp32'}",
+                     "sampler": f"{sampler}-{steps}", "ms_per_split": statistics.median(times),
+                     "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))]})
+        print(rows[-1])
+
+    flops = flops_per_image(backend, device)
+    settings = SampleSettings("ddim", 20, guidance=2.0, batch_size=min(big, 512))
+    big_cond = torch.eye(24)[torch.arange(big) % 24]
+    ms = statistics.median(time_ms(lambda: generate(backend, schedule, big_cond, image_seeds(1, big), settings, device, capture=cuda),
+                                   device, repeats=1 if args.quick else 3))
+    images_per_s = big / (ms / 1000)
+    achieved = flops * 2 * 20 * big / (ms / 1000) / 1e12  # two network rows per image (guidance), 20 steps
+    throughput = {"images": big, "sampler": "ddim-20", "images_per_second": images_per_s, "gflop_per_image_call": flops / 1e9,
+                  "achieved_tflops": achieved, "mfu_vs_h100_bf16_peak": achieved / H100_BF16_PEAK_TFLOPS if cuda else None}
+    print(throughput)
+    save("sampling_speed", {"device": device_name(device), "split_images": split, "rows": rows, "throughput": throughput,
+                            "checkpoint": str(args.checkpoint)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+import json
+
+import onnx
+import pytest
+import torch
+
+from conftest import make_tiny_model
+from fastddpm.backends import make_backend
+from fastddpm.backends.io_spec import UNetIO, parse_batch_profile
+from fastddpm.errors import UsageError
+from fastddpm.export import checkpoint_sha256, export_onnx, find_export
+from fastddpm.generate import SampleSettings, generate, image_seeds
+from fastddpm.model import ModelCard, load_model
+from fastddpm.schedule import NoiseSchedule, linear_betas
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    path, record = export_onnx(tiny_model, out, "fp32", UNetIO(batch_min=1, batch_opt=8, batch_max=64))
+    return out, path, record
+
+
+def test_onnx_parity_at_batch_1_7_32(exported):
+    out, path, record = exported
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert [row["batch"] for row in record.parity] == [1, 7, 32]
+    assert all(row["relative"] <= 1e-3 for row in record.parity)
+    assert record.tolerance == 1e-3 and record.precision == "fp32"
+    onnx.checker.check_model(str(path))
+
+
+def test_metadata_round_trip(exported, tiny_model):
+    _, path, record = exported
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["checkpoint_sha256"] == checkpoint_sha256(tiny_model) == record.checkpoint_sha256
+    _, card = load_model(tiny_model)
+    assert ModelCard.from_json(meta["model_card"]) == card
+    assert UNetIO(**json.loads(meta["io"])) == UNetIO(batch_min=1, batch_opt=8, batch_max=64)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["checkpoint_sha256"] == record.checkpoint_sha256 and sidecar["parity"] == record.parity
+
+
+def test_sampling_through_ort_equals_torch(exported, tiny_model):
+    out, _, _ = exported
+    device = torch.device("cpu")
+    schedule = NoiseSchedule(linear_betas())
+    cond = torch.eye(24)[[1, 9, 22]]
+    settings = SampleSettings("ddim", 4, guidance=2.0, batch_size=3)
+    images = {
+        name: generate(make_backend(name, tiny_model, device, export_dir=out), schedule, cond, image_seeds(0, 3), settings)
+        for name in ("torch", "ort")
+    }
+    assert torch.allclose(images["torch"], images["ort"], atol=1e-3)
+
+
+def test_mismatched_exports_are_refused(exported, tmp_path):
+    out, path, _ = exported
+    other = make_tiny_model(tmp_path / "other", seed=1)
+    with pytest.raises(UsageError, match="no .onnx export"):
+        find_export(out, other, ".onnx")
+    with pytest.raises(UsageError, match="was exported from checkpoint"):
+        make_backend("ort", other, torch.device("cpu"), export_dir=path)
+
+
+def test_batch_outside_the_profile(exported, tiny_model):
+    out, _, _ = exported
+    backend = make_backend("ort", tiny_model, torch.device("cpu"), export_dir=out)
+    with pytest.raises(UsageError, match="outside the ONNX export's profile 1:8:64"):
+        backend(torch.zeros(65, 3, 64, 64), torch.zeros(65, dtype=torch.long), torch.zeros(65, 24))
+    with pytest.raises(UsageError, match="MIN:OPT:MAX"):
+        parse_batch_profile("8:4")
+    with pytest.raises(UsageError, match="1 <= MIN <= OPT <= MAX"):
+        parse_batch_profile("8:4:2")
+
+
+def test_tensorrt_engine_matches_torch(exported, tiny_model):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (it cannot be on the project's machines)")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA GPU")
+    from fastddpm.backends.tensorrt_backend import TrtBackend
+    from fastddpm.export_tensorrt import build_engine
+
+    out, path, _ = exported
+    plan = build_engine(path, UNetIO(batch_min=1, batch_opt=8, batch_max=64))
+    cuda = torch.device("cuda")
+    x, t, cond = torch.randn(7, 3, 64, 64, device=cuda), torch.randint(0, 1000, (7,), device=cuda), torch.zeros(7, 24, device=cuda)
+    reference = make_backend("torch", tiny_model, cuda)(x, t, cond)
+    assert torch.allclose(TrtBackend(plan, cuda)(x, t, cond), reference, atol=1e-3)
+
+
+def test_trt_without_tensorrt_names_the_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorrt(name, *args, **kwargs):
+        if name == "tensorrt":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorrt)
+    from fastddpm.export_tensorrt import import_tensorrt
+
+    with pytest.raises(UsageError, match=r"pip install 'fastddpm\[trt\]'"):
+        import_tensorrt()

@@ -1,0 +1,111 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_MODEL
+from fastddpm.checkpoint import CHECKPOINT_NAME
+from fastddpm.errors import UsageError
+from fastddpm.loss import diffusion_loss, drop_conditions
+from fastddpm.model import ConditionalUNet, ModelConfig
+from fastddpm.schedule import NoiseSchedule, linear_betas
+from fastddpm.train import TrainConfig, ema_update, train
+
+
+def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), epochs=4, batch_size=4, lr=1e-3, warmup_steps=2, eval_minutes=0,
+                log_every=2, device="cpu", model=ModelConfig(**TINY_MODEL))
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    net = ConditionalUNet(ModelConfig(**TINY_MODEL))
+    schedule = NoiseSchedule(linear_betas())
+    x0 = torch.rand(4, 3, 64, 64) * 2 - 1
+    cond = torch.eye(24)[:4]
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+
+    def loss() -> torch.Tensor:  # same t, noise and dropout every call
+        return diffusion_loss(net, schedule, x0, cond, generator=torch.Generator().manual_seed(1))
+
+    first = loss().item()
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < 0.8 * first
+
+
+def test_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    train(tiny_config(tiny_data, tmp_path / "straight"), max_steps=6)
+    train(tiny_config(tiny_data, tmp_path / "split"), max_steps=3)
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(tiny_config(tiny_data, tmp_path / "split"), max_steps=3)
+    train(tiny_config(tiny_data, tmp_path / "split"), resume=True, max_steps=3)
+    straight = load_file(tmp_path / "straight" / CHECKPOINT_NAME)
+    split = load_file(tmp_path / "split" / CHECKPOINT_NAME)
+    assert straight.keys() == split.keys()
+    for key in straight:
+        if not key.startswith("rng/"):
+            assert torch.equal(straight[key], split[key]), key
+    assert (tmp_path / "split" / "model" / "model.safetensors").is_file()
+    meta = json.loads((tmp_path / "split" / "model" / "config.json").read_text())
+    assert meta["info"]["steps"] == 6 and meta["info"]["render"]["seed"] == 5
+
+
+def test_ema_update():
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in ema.parameters()]
+    ema_update(ema, model, decay=0.9)
+    for e, b, m in zip(ema.parameters(), before, model.parameters(), strict=True):
+        assert torch.allclose(e, 0.9 * b + 0.1 * m)
+
+
+def test_condition_dropout_rate():
+    cond = torch.ones(20000, 24)
+    dropped = drop_conditions(cond, 0.1, torch.Generator().manual_seed(0))
+    null = (dropped.sum(1) == 0).float().mean().item()
+    assert 0.09 < null < 0.11
+    assert ((dropped.sum(1) == 0) | (dropped.sum(1) == 24)).all()  # rows are kept or nulled whole
+    assert drop_conditions(cond, 0.0).equal(cond)
+
+
+def test_corrupt_and_foreign_checkpoints(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(tiny_data, out), max_steps=1)
+    (out / CHECKPOINT_NAME).write_bytes(b"\x00" * 100)
+    with pytest.raises(UsageError, match="not a readable fastddpm checkpoint"):
+        train(tiny_config(tiny_data, out), resume=True, max_steps=1)
+    other = dataclasses.replace(tiny_config(tiny_data, out), model=ModelConfig(**{**TINY_MODEL, "block_channels": (32, 64)}))
+    with pytest.raises(UsageError, match="was trained with model"):
+        train(other, resume=True, max_steps=1)
+    with pytest.raises(UsageError, match="no config.json"):
+        train(tiny_config(tiny_data, tmp_path / "empty"), resume=True)
+
+
+def test_missing_or_foreign_data_dir(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        train(tiny_config(tmp_path / "nope", tmp_path / "run"))
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_ddp_with_two_gloo_ranks(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "fastddpm",
+           "train", "--data", str(tiny_data), "--out", str(out), "--device", "cpu", "--epochs", "4", "--batch-size", "2",
+           "--channels", "32,32", "--attention", "1", "--eval-minutes", "0"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(1 for e in events if e.get("event") == "start") == 1  # rank 0 alone logs and checkpoints
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "config.json", "metrics.jsonl", "model"]
+    info = json.loads((out / "model" / "config.json").read_text())["info"]
+    assert info["world_size"] == 2 and info["steps"] == 9  # ceil(4 epochs * 9 images / (2 per rank * 2 ranks))
