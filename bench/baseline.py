@@ -13,7 +13,9 @@ class CourseUNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.unet = UNet2DModel(
-            sample_size=64, layers_per_block=2, block_out_channels=(64, 128, 256, 512),
+            sample_size=64,
+            layers_per_block=2,
+            block_out_channels=(64, 128, 256, 512),
             down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
             up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
             class_embed_type="identity",

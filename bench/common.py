@@ -43,8 +43,13 @@ def time_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup
 
 def save(name: str, record: dict) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    record = {"script": name, "command": " ".join([Path(sys.executable).name, *sys.argv]), "stamp": stamp,
-              "torch": torch.__version__, **record}
+    record = {
+        "script": name,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "stamp": stamp,
+        "torch": torch.__version__,
+        **record,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{stamp}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -47,7 +47,11 @@ def course_way(model, steps: int, cond: torch.Tensor, scheduler_name: str):
 
 
 def flops_per_image(backend_fn, device) -> float:
-    x, t, c = torch.randn(1, 3, 64, 64, device=device), torch.zeros(1, dtype=torch.long, device=device), torch.zeros(1, 24, device=device)
+    x, t, c = (
+        torch.randn(1, 3, 64, 64, device=device),
+        torch.zeros(1, dtype=torch.long, device=device),
+        torch.zeros(1, 24, device=device),
+    )
     with FlopCounterMode(display=False) as counter:
         backend_fn(x, t, c)
     return counter.get_total_flops()
@@ -68,34 +72,76 @@ def main() -> None:
 
     baseline = CourseUNet().to(device).eval()
     for sampler, steps in (("ddpm", ddpm_steps), ("ddim", 50)):
-        times = time_ms(course_way(baseline, steps, cond, sampler), device, repeats=1 if sampler == "ddpm" else args.repeats)
-        rows.append({"system": "course-style baseline, eager fp32", "sampler": f"{sampler}-{steps}", "ms_per_split": statistics.median(times)})
+        times = time_ms(
+            course_way(baseline, steps, cond, sampler),
+            device,
+            repeats=1 if sampler == "ddpm" else args.repeats,
+        )
+        rows.append(
+            {
+                "system": "course-style baseline, eager fp32",
+                "sampler": f"{sampler}-{steps}",
+                "ms_per_split": statistics.median(times),
+            }
+        )
         print(rows[-1])
 
     schedule = NoiseSchedule(linear_betas())
-    backend = make_backend("compile" if cuda else "torch", args.checkpoint, device, torch.bfloat16 if cuda else torch.float32)
+    backend = make_backend(
+        "compile" if cuda else "torch", args.checkpoint, device, torch.bfloat16 if cuda else torch.float32
+    )
     seeds = image_seeds(0, split)
     for sampler, steps in (("ddpm", ddpm_steps), ("ddim", 50), ("ddim", 20), ("dpmpp", 10), ("dpmpp", 5)):
         settings = SampleSettings(sampler, steps, guidance=2.0, batch_size=split)
-        times = time_ms(lambda: generate(backend, schedule, cond.cpu(), seeds, settings, device, capture=cuda),  # noqa: B023
-                        device, repeats=args.repeats, warmup=2)
-        rows.append({"system": f"fastddpm, {'compiled bf16, one CUDA graph' if cuda else 'eager fp32'}",
-                     "sampler": f"{sampler}-{steps}", "ms_per_split": statistics.median(times),
-                     "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))]})
+        times = time_ms(
+            lambda: generate(backend, schedule, cond.cpu(), seeds, settings, device, capture=cuda),  # noqa: B023
+            device,
+            repeats=args.repeats,
+            warmup=2,
+        )
+        rows.append(
+            {
+                "system": f"fastddpm, {'compiled bf16, one CUDA graph' if cuda else 'eager fp32'}",
+                "sampler": f"{sampler}-{steps}",
+                "ms_per_split": statistics.median(times),
+                "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))],
+            }
+        )
         print(rows[-1])
 
     flops = flops_per_image(backend, device)
     settings = SampleSettings("ddim", 20, guidance=2.0, batch_size=min(big, 512))
     big_cond = torch.eye(24)[torch.arange(big) % 24]
-    ms = statistics.median(time_ms(lambda: generate(backend, schedule, big_cond, image_seeds(1, big), settings, device, capture=cuda),
-                                   device, repeats=1 if args.quick else 3))
+    ms = statistics.median(
+        time_ms(
+            lambda: generate(
+                backend, schedule, big_cond, image_seeds(1, big), settings, device, capture=cuda
+            ),
+            device,
+            repeats=1 if args.quick else 3,
+        )
+    )
     images_per_s = big / (ms / 1000)
     achieved = flops * 2 * 20 * big / (ms / 1000) / 1e12  # two network rows per image (guidance), 20 steps
-    throughput = {"images": big, "sampler": "ddim-20", "images_per_second": images_per_s, "gflop_per_image_call": flops / 1e9,
-                  "achieved_tflops": achieved, "mfu_vs_h100_bf16_peak": achieved / H100_BF16_PEAK_TFLOPS if cuda else None}
+    throughput = {
+        "images": big,
+        "sampler": "ddim-20",
+        "images_per_second": images_per_s,
+        "gflop_per_image_call": flops / 1e9,
+        "achieved_tflops": achieved,
+        "mfu_vs_h100_bf16_peak": achieved / H100_BF16_PEAK_TFLOPS if cuda else None,
+    }
     print(throughput)
-    save("sampling_speed", {"device": device_name(device), "split_images": split, "rows": rows, "throughput": throughput,
-                            "checkpoint": str(args.checkpoint)})
+    save(
+        "sampling_speed",
+        {
+            "device": device_name(device),
+            "split_images": split,
+            "rows": rows,
+            "throughput": throughput,
+            "checkpoint": str(args.checkpoint),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Accuracy vs training wall time of a run (its metrics.jsonl): a PNG and a markdown table under bench/results/.
 
-    python bench/time_to_accuracy.py runs/default/metrics.jsonl
+python bench/time_to_accuracy.py runs/default/metrics.jsonl
 """
 
 from __future__ import annotations
@@ -24,9 +24,15 @@ def main() -> None:
     splits = sorted({k for r in evals for k in r if k.startswith("acc_")})
     lines = ["| step | train minutes | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
     for r in evals:
-        lines.append(f"| {r['step']} | {r['train_seconds'] / 60:.1f} | " + " | ".join(f"{r.get(s, float('nan')):.3f}" for s in splits) + " |")
+        lines.append(
+            f"| {r['step']} | {r['train_seconds'] / 60:.1f} | "
+            + " | ".join(f"{r.get(s, float('nan')):.3f}" for s in splits)
+            + " |"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(f"Quick evaluations of `{args.metrics}` (DDIM, one seed).\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(
+        f"Quick evaluations of `{args.metrics}` (DDIM, one seed).\n\n" + "\n".join(lines) + "\n"
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +40,12 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for split in splits:
-        ax.plot([r["train_seconds"] / 60 for r in evals if split in r], [r[split] for r in evals if split in r], "o-", label=split[4:])
+        ax.plot(
+            [r["train_seconds"] / 60 for r in evals if split in r],
+            [r[split] for r in evals if split in r],
+            "o-",
+            label=split[4:],
+        )
     ax.set_xlabel("training wall time (minutes, evaluation excluded)")
     ax.set_ylabel("evaluator accuracy")
     ax.legend()

@@ -69,11 +69,24 @@ def main() -> None:
     seconds = time.perf_counter() - start
     rate = args.steps * args.batch_size / seconds
     name = "course-style baseline" if args.baseline else "shipped config"
-    print(f"{name}: {count_parameters(net) / 1e6:.1f}M parameters, batch {args.batch_size}, compile {args.compile}, "
-          f"amp {args.amp}: {rate:,.0f} images/s on {device_name(device)} (warm-up {warmup:.0f} s)")
-    save("train_speed", {"model": name, "parameters": count_parameters(net), "device": device_name(device),
-                         "batch_size": args.batch_size, "compile": args.compile, "amp": args.amp, "steps": args.steps,
-                         "images_per_second": rate, "warmup_seconds": warmup})
+    print(
+        f"{name}: {count_parameters(net) / 1e6:.1f}M parameters, batch {args.batch_size}, compile {args.compile}, "
+        f"amp {args.amp}: {rate:,.0f} images/s on {device_name(device)} (warm-up {warmup:.0f} s)"
+    )
+    save(
+        "train_speed",
+        {
+            "model": name,
+            "parameters": count_parameters(net),
+            "device": device_name(device),
+            "batch_size": args.batch_size,
+            "compile": args.compile,
+            "amp": args.amp,
+            "steps": args.steps,
+            "images_per_second": rate,
+            "warmup_seconds": warmup,
+        },
+    )
 
 
 if __name__ == "__main__":

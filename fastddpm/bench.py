@@ -10,6 +10,7 @@ unless skipped. Results: a rich table, bench/results/<stamp>.json (+ .md, accura
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import statistics
 import time
@@ -55,9 +56,16 @@ class BenchConfig:
         for name in self.backends:
             check_backend(name)
         if not self.splits:
-            raise UsageError("no splits to score: give --labels-file or a --data folder with test.json / new_test.json")
+            raise UsageError(
+                "no splits to score: give --labels-file or a --data folder with test.json / new_test.json"
+            )
         rows = [(b, "ddpm", 1000) for b in self.backends[:1]] if self.reference else []
-        rows += [(b, s, n) for b in self.backends for s in self.samplers for n in ((1000,) if s == "ddpm" else self.steps)]
+        rows += [
+            (b, s, n)
+            for b in self.backends
+            for s in self.samplers
+            for n in ((1000,) if s == "ddpm" else self.steps)
+        ]
         return list(dict.fromkeys(rows))
 
 
@@ -99,8 +107,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def bench_row(backend, backend_name: str, schedule, splits: dict[str, list[LabelList]], settings: SampleSettings,
-              config: BenchConfig, evaluator: Evaluator, device: torch.device, grids: dict) -> BenchRow:
+def bench_row(
+    backend,
+    backend_name: str,
+    schedule,
+    splits: dict[str, list[LabelList]],
+    settings: SampleSettings,
+    config: BenchConfig,
+    evaluator: Evaluator,
+    device: torch.device,
+    grids: dict,
+) -> BenchRow:
     timer = Timer(device)
     first = next(iter(splits.values()))
     capture = config.capture and device.type == "cuda"
@@ -113,7 +130,8 @@ def bench_row(backend, backend_name: str, schedule, splits: dict[str, list[Label
     for split, labels in splits.items():
         per_seed = []
         for seed in config.seeds:
-            images, ms = timer(lambda: sample_split(backend, schedule, labels, settings, seed, device, capture))  # noqa: B023
+            run = functools.partial(sample_split, backend, schedule, labels, settings, seed, device, capture)
+            images, ms = timer(run)
             times.append(ms)
             per_seed.append(evaluator.accuracy(images, multi_hot(labels)))
             if seed == config.seeds[0]:
@@ -122,11 +140,14 @@ def bench_row(backend, backend_name: str, schedule, splits: dict[str, list[Label
         accuracy[split] = {"mean": mean, "std": std, "per_seed": per_seed}
     median = statistics.median(times)
     return BenchRow(
-        backend=backend_name, sampler=settings.sampler, steps=settings.steps,
+        backend=backend_name,
+        sampler=settings.sampler,
+        steps=settings.steps,
         latency_ms={"median": median, "p90": percentile(times, 0.9), "runs": len(times)},
         images_per_second=len(first) / (median / 1000),
         peak_memory_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        accuracy=accuracy, warmup_seconds=round(warmup, 2),
+        accuracy=accuracy,
+        warmup_seconds=round(warmup, 2),
     )
 
 
@@ -137,16 +158,23 @@ def default_splits(model_dir: str | Path) -> dict[str, list[LabelList]]:
     card = ModelCard.from_json((Path(model_dir) / "config.json").read_text())
     render = card.info.get("render") or {}
     if "seed" not in render or render.get("labels_sha256"):
-        raise UsageError(f"{model_dir}'s card names no rendered data set; pass --labels-file FILE (repeatable) or --data DIR")
+        raise UsageError(
+            f"{model_dir}'s card names no rendered data set; pass --labels-file FILE (repeatable) or --data DIR"
+        )
     test, new_test = synth.test_splits(int(render["seed"]))
     return {"test": test, "new_test": new_test}
 
 
 def environment(config: BenchConfig, device: torch.device) -> dict:
     return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "checkpoint": config.model_dir, "checkpoint_sha256": checkpoint_sha256(config.model_dir),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "checkpoint": config.model_dir,
+        "checkpoint_sha256": checkpoint_sha256(config.model_dir),
         "evaluator": config.evaluator or "checkpoints/evaluator.pth (stand-in)",
     }
 
@@ -167,11 +195,31 @@ def run_bench(config: BenchConfig, progress: Callable[[int, int, str], None] | N
         if progress:
             progress(i, len(rows_todo), f"{backend_name} {sampler}-{steps}")
         if backend_name not in backends:
-            backends[backend_name] = make_backend(backend_name, config.model_dir, device, dtype, config.export_dir)
-        settings = SampleSettings(sampler, steps, config.eta, config.guidance, batch_size=max(len(s) for s in splits.values()))
-        rows.append(bench_row(backends[backend_name], backend_name, schedule, splits, settings, config, evaluator, device, grids))
+            backends[backend_name] = make_backend(
+                backend_name, config.model_dir, device, dtype, config.export_dir
+            )
+        settings = SampleSettings(
+            sampler, steps, config.eta, config.guidance, batch_size=max(len(s) for s in splits.values())
+        )
+        rows.append(
+            bench_row(
+                backends[backend_name],
+                backend_name,
+                schedule,
+                splits,
+                settings,
+                config,
+                evaluator,
+                device,
+                grids,
+            )
+        )
     if progress:
         progress(len(rows_todo), len(rows_todo), "done")
-    return {"config": dataclasses.asdict(config), "environment": environment(config, device),
-            "rows": [dataclasses.asdict(r) for r in rows], "grids": grids,
-            "default_steps": DEFAULT_STEPS}
+    return {
+        "config": dataclasses.asdict(config),
+        "environment": environment(config, device),
+        "rows": [dataclasses.asdict(r) for r in rows],
+        "grids": grids,
+        "default_steps": DEFAULT_STEPS,
+    }

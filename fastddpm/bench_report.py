@@ -14,8 +14,15 @@ COLUMNS = ("backend", "sampler", "steps", "median ms", "p90 ms", "img/s", "peak 
 def _cells(row: dict, splits: list[str]) -> list[str]:
     lat = row["latency_ms"]
     mem = f"{row['peak_memory_mib']:.0f}" if row["peak_memory_mib"] is not None else "-"
-    cells = [row["backend"], row["sampler"], str(row["steps"]), f"{lat['median']:.1f}", f"{lat['p90']:.1f}",
-             f"{row['images_per_second']:.1f}", mem]
+    cells = [
+        row["backend"],
+        row["sampler"],
+        str(row["steps"]),
+        f"{lat['median']:.1f}",
+        f"{lat['p90']:.1f}",
+        f"{row['images_per_second']:.1f}",
+        mem,
+    ]
     for split in splits:
         acc = row["accuracy"][split]
         cells.append(f"{acc['mean']:.3f} ± {acc['std']:.3f}")
@@ -27,7 +34,9 @@ def table(report: dict):
 
     splits = list(report["config"]["splits"])
     seeds = len(report["config"]["seeds"])
-    out = Table(title=f"fastddpm bench on {report['environment']['device']} (accuracy: mean ± std over {seeds} seeds)")
+    out = Table(
+        title=f"fastddpm bench on {report['environment']['device']} (accuracy: mean ± std over {seeds} seeds)"
+    )
     for column in (*COLUMNS, *(f"acc {s}" for s in splits)):
         out.add_column(column, justify="right")
     for row in report["rows"]:
@@ -42,11 +51,11 @@ def markdown(report: dict) -> str:
     lines = [
         f"# fastddpm bench, {report['stamp']}",
         "",
-        f"Device: {env['device']}; torch {env['torch']}; checkpoint {env['checkpoint']} ({env['checkpoint_sha256'][:12]}); "
-        f"evaluator: {env['evaluator']}.",
-        f"Latency: one split of {report['split_size']} images, median / p90 over {report['rows'][0]['latency_ms']['runs']} "
-        f"runs after a warm-up; accuracy: mean ± std over seeds {report['config']['seeds']}; guidance "
-        f"{report['config']['guidance']}.",
+        f"Device: {env['device']}; torch {env['torch']}; checkpoint {env['checkpoint']} "
+        f"({env['checkpoint_sha256'][:12]}); evaluator: {env['evaluator']}.",
+        f"Latency: one split of {report['split_size']} images, median / p90 over "
+        f"{report['rows'][0]['latency_ms']['runs']} runs after a warm-up; accuracy: mean ± std over seeds "
+        f"{report['config']['seeds']}; guidance {report['config']['guidance']}.",
         f"Command: `{report['command']}`",
         "",
         "| " + " | ".join(header) + " |",
@@ -69,7 +78,13 @@ def plot(report: dict, path: Path) -> None:
         errs = [r["accuracy"][split]["std"] for r in report["rows"]]
         ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=3, label=split)
         for r, x, y in zip(report["rows"], xs, ys, strict=True):
-            ax.annotate(f"{r['backend']} {r['sampler']}-{r['steps']}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"{r['backend']} {r['sampler']}-{r['steps']}",
+                (x, y),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set_xscale("log")
     ax.set_xlabel("latency of one split (ms, log scale)")
     ax.set_ylabel("evaluator accuracy")

@@ -55,7 +55,12 @@ def save_training_state(
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/generator"] = generator.get_state()
     tensors = {k: v.cpu() for k, v in tensors.items()}
-    meta = {"progress": progress.__dict__, "optimizer": optim_meta, "config": config, "format": "fastddpm-train-1"}
+    meta = {
+        "progress": progress.__dict__,
+        "optimizer": optim_meta,
+        "config": config,
+        "format": "fastddpm-train-1",
+    }
     atomic.save_safetensors(path, tensors, metadata={"state": json.dumps(meta)})
 
 
@@ -71,7 +76,9 @@ def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
             meta = json.loads((f.metadata() or {})["state"])
         tensors = load_file(str(path))
     except Exception as err:  # noqa: BLE001 - truncated file, bad header, foreign file: one clear message
-        raise UsageError(f"{str(path)!r} is not a readable fastddpm checkpoint ({type(err).__name__}: {err})") from None
+        raise UsageError(
+            f"{str(path)!r} is not a readable fastddpm checkpoint ({type(err).__name__}: {err})"
+        ) from None
     if meta.get("format") != "fastddpm-train-1":
         raise UsageError(f"{str(path)!r} is not a fastddpm training checkpoint")
     return tensors, meta

@@ -146,7 +146,9 @@ def read_train_labels(path: str | Path) -> dict[str, LabelList]:
     data = _load_json(path)
     if not isinstance(data, dict):
         kind = "a list (like test.json)" if isinstance(data, list) else type(data).__name__
-        raise ConditionError(f"{str(path)!r} must be a dict from image name to labels like train.json; it is {kind}")
+        raise ConditionError(
+            f"{str(path)!r} must be a dict from image name to labels like train.json; it is {kind}"
+        )
     for name, labels in data.items():
         validate_labels(labels, where=f"{path} entry {name!r}")
     return {name: [CLASSES[class_index(n)] for n in labels] for name, labels in data.items()}

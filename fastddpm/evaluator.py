@@ -65,13 +65,17 @@ class Evaluator:
             checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
             state = checkpoint["model"]
         except Exception as err:  # noqa: BLE001 - any load failure is one clear message
-            raise UsageError(f"{str(self.path)!r} is not a course evaluator checkpoint ({type(err).__name__}: {err})") from None
+            raise UsageError(
+                f"{str(self.path)!r} is not a course evaluator checkpoint ({type(err).__name__}: {err})"
+            ) from None
         self.device = torch.device(device)
         self.model = build_resnet18()
         try:
             self.model.load_state_dict({k: v.float() for k, v in state.items()})
         except RuntimeError as err:
-            raise UsageError(f"{str(self.path)!r} does not hold a ResNet-18 with a 24-way fc: {err}") from None
+            raise UsageError(
+                f"{str(self.path)!r} does not hold a ResNet-18 with a 24-way fc: {err}"
+            ) from None
         self.model.to(self.device).eval()
 
     @torch.no_grad()

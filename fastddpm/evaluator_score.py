@@ -18,11 +18,15 @@ def read_images(folder: Path, count: int) -> torch.Tensor:
     files = [folder / f"{i}.png" for i in range(count)]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise UsageError(f"{str(folder)!r} lacks {len(missing)} of the {count} images the label file needs, e.g. {missing[:5]}")
+        raise UsageError(
+            f"{str(folder)!r} lacks {len(missing)} of the {count} images the label file needs, e.g. {missing[:5]}"
+        )
     return to_model_range(torch.from_numpy(np.stack([decode_image(f) for f in files])))
 
 
-def score_folder(images: Path, label_files: list[Path], evaluator_path: Path | None, device: str) -> dict[str, float]:
+def score_folder(
+    images: Path, label_files: list[Path], evaluator_path: Path | None, device: str
+) -> dict[str, float]:
     """{label file: accuracy}. With one label file the PNGs sit in `images`; with several, in images/<file stem>/."""
     if not images.is_dir():
         raise UsageError(f"--images {str(images)!r} is not a folder")

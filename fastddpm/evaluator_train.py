@@ -67,11 +67,17 @@ def train_evaluator(
     """Train, score on the held-out set, and save `out` (course format) plus `out`.json (config and results)."""
     out = Path(out)
     if config.epochs < 1 or config.batch_size < 1:
-        raise UsageError(f"--epochs and --batch-size must be positive; got {config.epochs}, {config.batch_size}")
+        raise UsageError(
+            f"--epochs and --batch-size must be positive; got {config.epochs}, {config.batch_size}"
+        )
     if out.suffix != ".pth":
         raise UsageError(f"--out must name a .pth file like checkpoints/evaluator.pth; got {str(out)!r}")
     parts = [load_dataset(folder) for folder in config.data]
-    train = Dataset(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), [n for p in parts for n in p.names])
+    train = Dataset(
+        torch.cat([p.images for p in parts]),
+        torch.cat([p.labels for p in parts]),
+        [n for p in parts for n in p.names],
+    )
     holdout = load_dataset(config.holdout) if config.holdout else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -95,7 +101,9 @@ def train_evaluator(
             if progress:
                 progress(step, total, f"loss {loss.item():.4f}")
     seconds = time.perf_counter() - start
-    state = {k: (v.half() if config.half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if config.half and v.is_floating_point() else v) for k, v in model.state_dict().items()
+    }
     with atomic.atomic_path(out) as tmp:
         torch.save({"model": state}, tmp)
     report = {

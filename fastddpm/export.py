@@ -46,7 +46,11 @@ def find_export(export: str | Path, model_dir: str | Path, suffix: str) -> Path:
     sha = checkpoint_sha256(model_dir)
     export = Path(export)
     if export.is_file():
-        sidecar = json.loads(export.with_suffix(".json").read_text()) if export.with_suffix(".json").is_file() else {}
+        sidecar = (
+            json.loads(export.with_suffix(".json").read_text())
+            if export.with_suffix(".json").is_file()
+            else {}
+        )
         if sidecar.get("checkpoint_sha256") != sha:
             raise UsageError(
                 f"{str(export)!r} was exported from checkpoint {str(sidecar.get('checkpoint_sha256'))[:12]}, not from "
@@ -56,7 +60,9 @@ def find_export(export: str | Path, model_dir: str | Path, suffix: str) -> Path:
     found = sorted(export.glob(f"unet-{sha[:12]}-*{suffix}"))
     if not found:
         what = "--onnx" if suffix == ".onnx" else "--onnx --trt"
-        raise UsageError(f"no {suffix} export of {str(model_dir)!r} ({sha[:12]}) in {str(export)!r}; run `fastddpm export {what}`")
+        raise UsageError(
+            f"no {suffix} export of {str(model_dir)!r} ({sha[:12]}) in {str(export)!r}; run `fastddpm export {what}`"
+        )
     return found[0]
 
 
@@ -65,7 +71,9 @@ class _Float32GroupNorm(nn.GroupNorm):
     (the known failure of fp16 UNet engines), so normalisation keeps full precision."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = nn.functional.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        out = nn.functional.group_norm(
+            x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps
+        )
         return out.to(x.dtype)
 
 
@@ -143,8 +151,14 @@ def _parity(path: Path, reference: nn.Module, io: UNetIO, tolerance: float, prec
             ref = reference(*inputs.values())
         out = backend(*(v.to(backend.device) for v in inputs.values())).cpu()
         err = relative_error(out, ref)
-        rows.append({"batch": inputs[io.x].shape[0], "max_abs": float((out - ref).abs().max()), "relative": err,
-                     "provider": backend.provider})
+        rows.append(
+            {
+                "batch": inputs[io.x].shape[0],
+                "max_abs": float((out - ref).abs().max()),
+                "relative": err,
+                "provider": backend.provider,
+            }
+        )
         if not err <= tolerance:  # also catches NaN
             raise UsageError(
                 f"ONNX parity failed for {precision} at batch {batch}: relative error {err:.2e} > {tolerance:.0e} "
@@ -153,7 +167,9 @@ def _parity(path: Path, reference: nn.Module, io: UNetIO, tolerance: float, prec
     return rows
 
 
-def export_onnx(model_dir: str | Path, out_dir: str | Path, precision: str = "fp32", io: UNetIO | None = None) -> tuple[Path, ExportRecord]:
+def export_onnx(
+    model_dir: str | Path, out_dir: str | Path, precision: str = "fp32", io: UNetIO | None = None
+) -> tuple[Path, ExportRecord]:
     """Export, check and write export/unet-<sha12>-<precision>.onnx with its sidecar; returns both."""
     import copy
 
@@ -165,28 +181,50 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, precision: str = "fp
     start = time.perf_counter()
     net, card = load_model(model_dir)
     reference = EpsilonModel(net, card.diffusion).eval()
-    exported = _Float32IO(reduced_precision_copy(copy.deepcopy(reference), TORCH_DTYPE[precision]), TORCH_DTYPE[precision]).eval()
+    exported = _Float32IO(
+        reduced_precision_copy(copy.deepcopy(reference), TORCH_DTYPE[precision]), TORCH_DTYPE[precision]
+    ).eval()
     sha = checkpoint_sha256(model_dir)
     target = Path(out_dir) / f"{export_stem(sha, precision)}.onnx"
     example = random_inputs(io, io.batch_opt, torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=io.batch_min, max=io.batch_max)
     with atomic.atomic_path(target) as tmp:
         torch.onnx.export(
-            exported, tuple(example.values()), str(tmp), input_names=io.input_names, output_names=[io.eps],
-            dynamic_shapes={"x": {0: batch}, "t": {0: batch}, "cond": {0: batch}}, dynamo=True, external_data=False,
+            exported,
+            tuple(example.values()),
+            str(tmp),
+            input_names=io.input_names,
+            output_names=[io.eps],
+            dynamic_shapes={"x": {0: batch}, "t": {0: batch}, "cond": {0: batch}},
+            dynamo=True,
+            external_data=False,
         )
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
-        meta = {"fastddpm": __version__, "checkpoint_sha256": sha, "precision": precision,
-                "model_card": card.to_json(), "io": json.dumps(dataclasses.asdict(io))}
+        meta = {
+            "fastddpm": __version__,
+            "checkpoint_sha256": sha,
+            "precision": precision,
+            "model_card": card.to_json(),
+            "io": json.dumps(dataclasses.asdict(io)),
+        }
         for key, value in meta.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(tmp))
         tolerance = PARITY_TOLERANCE[precision]
         parity = _parity(tmp, reference, io, tolerance, precision)
         sanity = None if precision == "fp32" else _sanity(tmp, card.diffusion)
-        record = ExportRecord(str(model_dir), sha, precision, dataclasses.asdict(io), json.loads(card.to_json()),
-                              parity, tolerance, sanity, round(time.perf_counter() - start, 1))
+        record = ExportRecord(
+            str(model_dir),
+            sha,
+            precision,
+            dataclasses.asdict(io),
+            json.loads(card.to_json()),
+            parity,
+            tolerance,
+            sanity,
+            round(time.perf_counter() - start, 1),
+        )
         atomic.write_json(target.with_suffix(".json"), dataclasses.asdict(record))
     return target, record
 
@@ -200,11 +238,27 @@ def _sanity(path: Path, diffusion) -> dict:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backend = OrtBackend(path, device)
-    labels = [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow sphere", "blue cube", "green cylinder"], ["purple cube"]]
-    images = generate(backend, NoiseSchedule.from_config(diffusion), multi_hot(labels), image_seeds(0, 4),
-                      SampleSettings("ddim", 10, guidance=2.0, batch_size=4), device)
-    result = {"finite": bool(torch.isfinite(images).all()), "std": float(images.std()),
-              "saturated": float((images.abs() > 0.999).float().mean())}
+    labels = [
+        ["red sphere"],
+        ["cyan cube", "gray cylinder"],
+        ["yellow sphere", "blue cube", "green cylinder"],
+        ["purple cube"],
+    ]
+    images = generate(
+        backend,
+        NoiseSchedule.from_config(diffusion),
+        multi_hot(labels),
+        image_seeds(0, 4),
+        SampleSettings("ddim", 10, guidance=2.0, batch_size=4),
+        device,
+    )
+    result = {
+        "finite": bool(torch.isfinite(images).all()),
+        "std": float(images.std()),
+        "saturated": float((images.abs() > 0.999).float().mean()),
+    }
     if not result["finite"] or result["std"] < 0.05 or result["saturated"] > 0.5:
-        raise UsageError(f"the {path.suffix} export produces broken images (NaN, blank or saturated): {result}")
+        raise UsageError(
+            f"the {path.suffix} export produces broken images (NaN, blank or saturated): {result}"
+        )
     return result

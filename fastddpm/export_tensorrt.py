@@ -16,7 +16,9 @@ from fastddpm import atomic
 from fastddpm.backends.io_spec import UNetIO
 from fastddpm.errors import UsageError
 
-TRT_MISSING = "TensorRT is not installed: pip install 'fastddpm[trt]' (needs an NVIDIA GPU, driver and CUDA 12+)"
+TRT_MISSING = (
+    "TensorRT is not installed: pip install 'fastddpm[trt]' (needs an NVIDIA GPU, driver and CUDA 12+)"
+)
 
 
 def import_tensorrt():
@@ -27,7 +29,9 @@ def import_tensorrt():
     return trt
 
 
-def build_engine(onnx_path: str | Path, io: UNetIO, workspace_gib: float = 4.0, timing_cache: str | Path | None = None) -> Path:
+def build_engine(
+    onnx_path: str | Path, io: UNetIO, workspace_gib: float = 4.0, timing_cache: str | Path | None = None
+) -> Path:
     """Build export/<stem>.plan beside the ONNX (same precision) with a JSON sidecar; returns the plan's path."""
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
@@ -55,7 +59,9 @@ def build_engine(onnx_path: str | Path, io: UNetIO, workspace_gib: float = 4.0, 
                     layer.set_output_type(j, trt.float32)
     profile = builder.create_optimization_profile()
     for name in io.input_names:
-        profile.set_shape(name, io.shapes(io.batch_min)[name], io.shapes(io.batch_opt)[name], io.shapes(io.batch_max)[name])
+        profile.set_shape(
+            name, io.shapes(io.batch_min)[name], io.shapes(io.batch_opt)[name], io.shapes(io.batch_max)[name]
+        )
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else onnx_path.parent / "timing.cache"
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
@@ -67,9 +73,14 @@ def build_engine(onnx_path: str | Path, io: UNetIO, workspace_gib: float = 4.0, 
     atomic.write_bytes(target, bytes(plan))
     atomic.write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     sidecar = {
-        "onnx": str(onnx_path), "checkpoint_sha256": onnx_record["checkpoint_sha256"], "precision": precision,
-        "tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "profile": dataclasses.asdict(io), "workspace_gib": workspace_gib, "seconds": round(time.perf_counter() - start, 1),
+        "onnx": str(onnx_path),
+        "checkpoint_sha256": onnx_record["checkpoint_sha256"],
+        "precision": precision,
+        "tensorrt": trt.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "profile": dataclasses.asdict(io),
+        "workspace_gib": workspace_gib,
+        "seconds": round(time.perf_counter() - start, 1),
     }
     atomic.write_json(target.with_suffix(".json"), sidecar)
     return target

@@ -31,7 +31,9 @@ def image_seeds(seed: int, count: int) -> list[int]:
     return [seed * SEED_STRIDE + i for i in range(count)]
 
 
-def image_noise(seeds: list[int], settings: SampleSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def image_noise(
+    seeds: list[int], settings: SampleSettings, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """x_T (B, 3, 64, 64) and per-step noise (n, B, 3, 64, 64) or None, each image from its own generator, so an
     image never changes with the batch it is drawn in (same device, same seed -> same image)."""
     n = noise_steps(settings.sampler, settings.steps, settings.eta)
@@ -44,13 +46,17 @@ def image_noise(seeds: list[int], settings: SampleSettings, device: torch.device
     return torch.stack(x_T), (torch.stack(noise, dim=1) if n else None)
 
 
-def denoise_fn(eps_fn: EpsFn, schedule: NoiseSchedule, settings: SampleSettings, callback: Callback | None = None):
+def denoise_fn(
+    eps_fn: EpsFn, schedule: NoiseSchedule, settings: SampleSettings, callback: Callback | None = None
+):
     """(x_T, cond, noise) -> x_0 for one chunk: the sampler with guidance bound in."""
     sampler = SAMPLERS[settings.sampler]
     model = guided(eps_fn, settings.guidance)
 
     def run(x_T: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return sampler(model, schedule, x_T, cond, steps=settings.steps, eta=settings.eta, noise=noise, callback=callback)
+        return sampler(
+            model, schedule, x_T, cond, steps=settings.steps, eta=settings.eta, noise=noise, callback=callback
+        )
 
     return run
 

@@ -9,7 +9,9 @@ from torch import nn
 from fastddpm.schedule import NoiseSchedule
 
 
-def drop_conditions(cond: torch.Tensor, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def drop_conditions(
+    cond: torch.Tensor, rate: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Replace each row of (B, 24) multi-hot by the null condition (all zeros) with probability `rate`."""
     keep = torch.rand(cond.shape[0], 1, device=cond.device, generator=generator) >= rate
     return cond * keep

@@ -34,10 +34,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_channels", tuple(self.block_channels))
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
-        if self.image_size % self.patch_size or (self.image_size // self.patch_size) % 2 ** (len(self.block_channels) - 1):
-            raise UsageError(f"image size {self.image_size} does not divide into patches and {len(self.block_channels)} levels")
+        if self.image_size % self.patch_size or (self.image_size // self.patch_size) % 2 ** (
+            len(self.block_channels) - 1
+        ):
+            raise UsageError(
+                f"image size {self.image_size} does not divide into patches and {len(self.block_channels)} levels"
+            )
         if any(c % self.norm_groups for c in self.block_channels):
-            raise UsageError(f"every channel count {self.block_channels} must be divisible by norm_groups {self.norm_groups}")
+            raise UsageError(
+                f"every channel count {self.block_channels} must be divisible by norm_groups {self.norm_groups}"
+            )
 
     @property
     def embed_dim(self) -> int:
@@ -51,8 +57,13 @@ class ConditionalUNet(nn.Module):
 
         self.config = config
         levels = len(config.block_channels)
-        down = tuple("AttnDownBlock2D" if i in config.attention_levels else "DownBlock2D" for i in range(levels))
-        up = tuple("AttnUpBlock2D" if levels - 1 - i in config.attention_levels else "UpBlock2D" for i in range(levels))
+        down = tuple(
+            "AttnDownBlock2D" if i in config.attention_levels else "DownBlock2D" for i in range(levels)
+        )
+        up = tuple(
+            "AttnUpBlock2D" if levels - 1 - i in config.attention_levels else "UpBlock2D"
+            for i in range(levels)
+        )
         patch_channels = 3 * config.patch_size**2
         self.unet = UNet2DModel(
             sample_size=config.image_size // config.patch_size,
@@ -71,7 +82,9 @@ class ConditionalUNet(nn.Module):
             nn.SiLU(),
             nn.Linear(config.embed_dim, config.embed_dim),
         )
-        self.null_embed = nn.Parameter(torch.zeros(config.embed_dim))  # classifier-free guidance's null condition
+        self.null_embed = nn.Parameter(
+            torch.zeros(config.embed_dim)
+        )  # classifier-free guidance's null condition
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, 3, 64, 64) noisy images, t (B,) timesteps, cond (B, 24) multi-hot -> (B, 3, 64, 64) prediction."""
@@ -90,7 +103,9 @@ class EpsilonModel(nn.Module):
         super().__init__()
         self.net = net
         self.v_prediction = diffusion.prediction == "v"
-        self.register_buffer("alphas_cumprod", NoiseSchedule.from_config(diffusion).alphas_cumprod, persistent=False)
+        self.register_buffer(
+            "alphas_cumprod", NoiseSchedule.from_config(diffusion).alphas_cumprod, persistent=False
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         out = self.net(x, t, cond)
@@ -113,18 +128,24 @@ class ModelCard:
     info: dict = field(default_factory=dict)  # how it was made: data, steps, wall time, ...
 
     def to_json(self) -> str:
-        return json.dumps({"model": asdict(self.model), "diffusion": asdict(self.diffusion), "info": self.info}, indent=2)
+        return json.dumps(
+            {"model": asdict(self.model), "diffusion": asdict(self.diffusion), "info": self.info}, indent=2
+        )
 
     @staticmethod
     def from_json(text: str) -> ModelCard:
         data = json.loads(text)
-        return ModelCard(ModelConfig(**data["model"]), DiffusionConfig(**data["diffusion"]), data.get("info", {}))
+        return ModelCard(
+            ModelConfig(**data["model"]), DiffusionConfig(**data["diffusion"]), data.get("info", {})
+        )
 
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 
 
-def save_model(folder: str | Path, net: ConditionalUNet, card: ModelCard, dtype: torch.dtype = torch.float16) -> None:
+def save_model(
+    folder: str | Path, net: ConditionalUNet, card: ModelCard, dtype: torch.dtype = torch.float16
+) -> None:
     """Weights (safetensors, `dtype`) + config.json; both written atomically."""
     from fastddpm import atomic
 
@@ -153,5 +174,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
         state = load_file(str(weights))
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except Exception as err:  # noqa: BLE001 - corrupt file, wrong shapes or keys: one clear message
-        raise UsageError(f"{weights} does not match {config}: {type(err).__name__}: {str(err)[:300]}") from None
+        raise UsageError(
+            f"{weights} does not match {config}: {type(err).__name__}: {str(err)[:300]}"
+        ) from None
     return net.to(device).eval(), card

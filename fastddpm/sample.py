@@ -32,8 +32,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    choices = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
-               "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    choices = {
+        "auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
+        "fp32": torch.float32,
+        "bf16": torch.bfloat16,
+        "fp16": torch.float16,
+    }
     if name not in choices:
         raise UsageError(f"--dtype {name!r} is not one of {', '.join(choices)}")
     return choices[name]
@@ -47,14 +51,27 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int = 8) -> None:
     atomic.save_png(path, grid.permute(1, 2, 0).numpy())
 
 
-def trajectory(backend, schedule: NoiseSchedule, labels: LabelList, settings: SampleSettings, seed: int,
-               device: torch.device) -> torch.Tensor:
+def trajectory(
+    backend,
+    schedule: NoiseSchedule,
+    labels: LabelList,
+    settings: SampleSettings,
+    seed: int,
+    device: torch.device,
+) -> torch.Tensor:
     """Frames (F, 3, 64, 64) from x_T to the final image, evenly spaced over the sampler's steps (run with at least
     TRAJECTORY_FRAMES - 1 steps so the strip always has TRAJECTORY_FRAMES frames)."""
     steps: list[torch.Tensor] = []
     single = dataclasses.replace(settings, batch_size=1, steps=max(settings.steps, TRAJECTORY_FRAMES - 1))
-    generate(backend, schedule, multi_hot([labels]), [image_seeds(seed, 1)[0]], single, device,
-             callback=lambda i, x: steps.append(x[0].float().clamp(-1, 1).cpu()))
+    generate(
+        backend,
+        schedule,
+        multi_hot([labels]),
+        [image_seeds(seed, 1)[0]],
+        single,
+        device,
+        callback=lambda i, x: steps.append(x[0].float().clamp(-1, 1).cpu()),
+    )
     from fastddpm.generate import image_noise
 
     x_T = image_noise([image_seeds(seed, 1)[0]], single, device)[0][0].cpu().clamp(-1, 1)
@@ -81,10 +98,26 @@ def run_sample(job: SampleJob, progress=None) -> dict:
     device = resolve_device(job.device)
     dtype = resolve_dtype(job.dtype, device)
     backend = make_backend(job.backend, job.model_dir, device, dtype, job.export_dir)
-    card = ModelCard.from_json((Path(job.model_dir) / "config.json").read_text()) if Path(job.model_dir).is_dir() else None
-    schedule = NoiseSchedule.from_config(card.diffusion) if card else NoiseSchedule.from_config(ModelCard().diffusion)
-    images = generate(backend, schedule, multi_hot(job.labels), image_seeds(job.seed, len(job.labels)), job.settings,
-                      device, capture=device.type == "cuda", progress=progress)
+    card = (
+        ModelCard.from_json((Path(job.model_dir) / "config.json").read_text())
+        if Path(job.model_dir).is_dir()
+        else None
+    )
+    schedule = (
+        NoiseSchedule.from_config(card.diffusion)
+        if card
+        else NoiseSchedule.from_config(ModelCard().diffusion)
+    )
+    images = generate(
+        backend,
+        schedule,
+        multi_hot(job.labels),
+        image_seeds(job.seed, len(job.labels)),
+        job.settings,
+        device,
+        capture=device.type == "cuda",
+        progress=progress,
+    )
     job.out.mkdir(parents=True, exist_ok=True)
     pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()
     for i, image in enumerate(pixels):
@@ -93,7 +126,14 @@ def run_sample(job: SampleJob, progress=None) -> dict:
     if job.trajectory_labels:
         frames = trajectory(backend, schedule, job.trajectory_labels, job.settings, job.seed, device)
         save_grid(job.out / "trajectory.png", frames, nrow=len(frames))
-    record = {"labels": job.labels, "settings": dataclasses.asdict(job.settings), "seed": job.seed,
-              "backend": job.backend, "device": str(device), "dtype": str(dtype), "model": str(job.model_dir)}
+    record = {
+        "labels": job.labels,
+        "settings": dataclasses.asdict(job.settings),
+        "seed": job.seed,
+        "backend": job.backend,
+        "device": str(device),
+        "dtype": str(dtype),
+        "model": str(job.model_dir),
+    }
     atomic.write_text(job.out / "sample.json", json.dumps(record, indent=2) + "\n")
     return record

@@ -58,7 +58,9 @@ def _steps(schedule: NoiseSchedule, steps: int, spacing: str) -> list[tuple[int,
     return [(t, ac[t], ac[ts[i + 1]] if i + 1 < len(ts) else 1.0) for i, t in enumerate(ts)]
 
 
-def sample_ddpm(eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=1000, eta=1.0, noise=None, callback=None):
+def sample_ddpm(
+    eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=1000, eta=1.0, noise=None, callback=None
+):
     """Ancestral DDPM sampling (Ho et al. 2020, Alg. 2) with the 'fixed small' posterior variance."""
     if noise is None or noise.shape[0] < steps:
         raise ValueError(f"DDPM needs per-step noise of shape ({steps}, B, C, H, W)")
@@ -97,7 +99,9 @@ def sample_ddim(eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=50, eta=0.0
     return x
 
 
-def sample_dpmpp_2m(eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=20, eta=0.0, noise=None, callback=None):
+def sample_dpmpp_2m(
+    eps_fn, schedule: NoiseSchedule, x_T, cond, *, steps=20, eta=0.0, noise=None, callback=None
+):
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): data prediction, multistep second order (midpoint form);
     first order at the first step and at the final step to sigma = 0, as diffusers does."""
     ac = schedule.alphas_cumprod.tolist()

@@ -1,7 +1,8 @@
 """The noise schedule as data: betas and their cumulative products, built by small named functions.
 
 Notation (DDPM / DDIM papers -> code): beta_t -> betas[t]; alpha-bar_t -> alphas_cumprod[t];
-x_t = sqrt(alpha-bar_t) x_0 + sqrt(1 - alpha-bar_t) eps  (add_noise);  v = sqrt(alpha-bar_t) eps - sqrt(1 - alpha-bar_t) x_0.
+x_t = sqrt(alpha-bar_t) x_0 + sqrt(1 - alpha-bar_t) eps  (add_noise);
+v = sqrt(alpha-bar_t) eps - sqrt(1 - alpha-bar_t) x_0  (velocity).
 The betas are computed exactly as diffusers' schedulers compute them (float32), so our samplers can be tested
 against diffusers step for step.
 """
@@ -30,7 +31,9 @@ def cosine_betas(timesteps: int = 1000, max_beta: float = 0.999) -> torch.Tensor
     def alpha_bar(t: float) -> float:
         return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
-    betas = [min(1 - alpha_bar((i + 1) / timesteps) / alpha_bar(i / timesteps), max_beta) for i in range(timesteps)]
+    betas = [
+        min(1 - alpha_bar((i + 1) / timesteps) / alpha_bar(i / timesteps), max_beta) for i in range(timesteps)
+    ]
     return torch.tensor(betas, dtype=torch.float32)
 
 
@@ -102,7 +105,9 @@ class NoiseSchedule:
             return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
         if spacing == "linspace":
             if steps > T // 2:
-                raise UsageError(f"DPM-Solver++ takes at most {T // 2} steps (its timestep grid repeats beyond); got {steps}")
+                raise UsageError(
+                    f"DPM-Solver++ takes at most {T // 2} steps (its timestep grid repeats beyond); got {steps}"
+                )
             grid = torch.linspace(0, T - 1, steps + 1, dtype=torch.float64).round().long().tolist()
             return grid[::-1][:-1]
         raise UsageError(f"timestep spacing {spacing!r} is not one of leading, trailing, linspace")

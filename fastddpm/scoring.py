@@ -23,7 +23,9 @@ def sample_split(
     capture: bool = False,
 ) -> torch.Tensor:
     """One image per label list, image i drawn from seed `seed`'s i-th per-image seed: (N, 3, 64, 64) in [-1, 1]."""
-    return generate(eps_fn, schedule, multi_hot(labels), image_seeds(seed, len(labels)), settings, device, capture)
+    return generate(
+        eps_fn, schedule, multi_hot(labels), image_seeds(seed, len(labels)), settings, device, capture
+    )
 
 
 def score_splits(
@@ -38,7 +40,12 @@ def score_splits(
 ) -> dict[str, list[float]]:
     """{split: [accuracy for each sampling seed]}; each split scored in one evaluator call, as the course does."""
     return {
-        name: [evaluator.accuracy(sample_split(eps_fn, schedule, labels, settings, s, device, capture), multi_hot(labels)) for s in seeds]
+        name: [
+            evaluator.accuracy(
+                sample_split(eps_fn, schedule, labels, settings, s, device, capture), multi_hot(labels)
+            )
+            for s in seeds
+        ]
         for name, labels in splits.items()
     }
 

@@ -23,7 +23,13 @@ import torch
 import torch.distributed as dist
 
 from fastddpm import atomic
-from fastddpm.checkpoint import CHECKPOINT_NAME, Progress, read_training_state, restore_training_state, save_training_state
+from fastddpm.checkpoint import (
+    CHECKPOINT_NAME,
+    Progress,
+    read_training_state,
+    restore_training_state,
+    save_training_state,
+)
 from fastddpm.data.reader import load_dataset, split_labels, to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.loss import diffusion_loss
@@ -181,7 +187,10 @@ class QuickEval:
                 return {}
         settings = SampleSettings("ddim", self.config.eval_steps, guidance=self.config.eval_guidance)
         eps = EpsilonModel(ema, self.config.diffusion).to(self.device).eval()
-        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"),
+        ):
             scores = score_splits(eps, self.schedule, self.splits, settings, [0], self.evaluator, self.device)
         return {f"acc_{name}": values[0] for name, values in scores.items()}
 
@@ -198,7 +207,9 @@ def train(
     if resume:
         config = load_run_config(out, config)
     elif (out / CHECKPOINT_NAME).exists():
-        raise UsageError(f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out")
+        raise UsageError(
+            f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
+        )
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     device = resolve_device(config)
     if distributed:
@@ -229,7 +240,9 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
     torch.manual_seed(config.seed)
     net = ConditionalUNet(config.model).to(device)
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
+    )
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + rank)
     state = Progress()
     if resume:
@@ -252,7 +265,9 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
 
     def save() -> None:
         if rank == 0:
-            save_training_state(out / CHECKPOINT_NAME, net, ema, optimizer, generator, state, config.to_dict())
+            save_training_state(
+                out / CHECKPOINT_NAME, net, ema, optimizer, generator, state, config.to_dict()
+            )
 
     def log(record: dict) -> None:
         with open(metrics_path, "a") as f:
@@ -260,7 +275,14 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
 
     if rank == 0 and not resume:
         metrics_path.unlink(missing_ok=True)
-        log({"event": "start", "parameters": count_parameters(net), "images": len(data.names), "device": str(device)})
+        log(
+            {
+                "event": "start",
+                "parameters": count_parameters(net),
+                "images": len(data.names),
+                "device": str(device),
+            }
+        )
     last_ckpt = last_eval = time.perf_counter()
     window_start, window_images, running_loss = time.perf_counter(), 0, torch.zeros((), device=device)
     steps_this_call = 0
@@ -272,8 +294,16 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
             index = torch.randint(len(data.names), (config.batch_size,), device=device, generator=generator)
             x0 = to_model_range(images[index])
             with torch.autocast(device.type, amp, enabled=amp is not None):
-                loss = diffusion_loss(model, schedule, x0, labels[index], prediction=config.diffusion.prediction,
-                                      cond_drop=config.cond_drop, min_snr_gamma=config.min_snr_gamma, generator=generator)
+                loss = diffusion_loss(
+                    model,
+                    schedule,
+                    x0,
+                    labels[index],
+                    prediction=config.diffusion.prediction,
+                    cond_drop=config.cond_drop,
+                    min_snr_gamma=config.min_snr_gamma,
+                    generator=generator,
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
@@ -297,9 +327,18 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
                 estimate = max(state.step, round(state.step / max(fraction_done(), 1e-9)))
                 progress(state.step, estimate, f"loss {mean_loss:.4f}  {rate:,.0f} img/s")
             if rank == 0:
-                log({"step": state.step, "train_seconds": round(state.train_seconds, 2), "loss": mean_loss,
-                     "lr": optimizer.param_groups[0]["lr"], "images_per_second": round(rate, 1)})
-            flags = torch.tensor([stop.requested, now - last_ckpt > config.checkpoint_minutes * 60], dtype=torch.float32)
+                log(
+                    {
+                        "step": state.step,
+                        "train_seconds": round(state.train_seconds, 2),
+                        "loss": mean_loss,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "images_per_second": round(rate, 1),
+                    }
+                )
+            flags = torch.tensor(
+                [stop.requested, now - last_ckpt > config.checkpoint_minutes * 60], dtype=torch.float32
+            )
             if world > 1:
                 flags = flags.to(device)
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
@@ -309,17 +348,36 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
                 save()
                 last_ckpt = time.perf_counter()
             if quick_eval and now - last_eval > config.eval_minutes * 60:
-                log({"step": state.step, "train_seconds": round(state.train_seconds, 2), **_timed(quick_eval, ema or net)})
+                log(
+                    {
+                        "step": state.step,
+                        "train_seconds": round(state.train_seconds, 2),
+                        **_timed(quick_eval, ema or net),
+                    }
+                )
                 last_eval = time.perf_counter()
             window_start, window_images, running_loss = time.perf_counter(), 0, torch.zeros((), device=device)
     save()
     final = out / "model"
     if rank == 0:
         if quick_eval and not stop.requested:
-            log({"step": state.step, "train_seconds": round(state.train_seconds, 2), **_timed(quick_eval, ema or net)})
-        info = {"data": config.data, "steps": state.step, "images_seen": state.images_seen,
-                "train_seconds": round(state.train_seconds, 1), "world_size": world, "device": str(device),
-                "render": _render_manifest(config.data), "parameters": count_parameters(net)}
+            log(
+                {
+                    "step": state.step,
+                    "train_seconds": round(state.train_seconds, 2),
+                    **_timed(quick_eval, ema or net),
+                }
+            )
+        info = {
+            "data": config.data,
+            "steps": state.step,
+            "images_seen": state.images_seen,
+            "train_seconds": round(state.train_seconds, 1),
+            "world_size": world,
+            "device": str(device),
+            "render": _render_manifest(config.data),
+            "parameters": count_parameters(net),
+        }
         save_model(final, ema or net, ModelCard(config.model, config.diffusion, info))
     return final
 
@@ -327,7 +385,11 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
 def _timed(quick_eval: QuickEval, net: torch.nn.Module) -> dict:
     start = time.perf_counter()
     result = quick_eval(net)
-    return {**result, "eval_seconds": round(time.perf_counter() - start, 1), **({"note": quick_eval.note} if not result else {})}
+    return {
+        **result,
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        **({"note": quick_eval.note} if not result else {}),
+    }
 
 
 def _render_manifest(data: str) -> dict | None:
@@ -350,5 +412,14 @@ def launch_torchrun(gpus: int, argv: list[str]) -> int:
             continue
         if not arg.startswith("--gpus="):
             args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", "-m", "fastddpm", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={gpus}",
+        "-m",
+        "fastddpm",
+        *args,
+    ]
     return subprocess.call(cmd)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 COURSE = Path(__file__).resolve().parents[2] / "shared" / "iclevr" / "course"
-TINY_MODEL = dict(block_channels=(32, 32), attention_levels=(1,), norm_groups=8, patch_size=4, attention_head_dim=16)
+TINY_MODEL = dict(
+    block_channels=(32, 32), attention_levels=(1,), norm_groups=8, patch_size=4, attention_head_dim=16
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,7 +37,11 @@ def make_tiny_model(folder: Path, seed: int = 0, render_seed: int | None = 5) ->
     torch.manual_seed(seed)
     config = ModelConfig(**TINY_MODEL)
     net = ConditionalUNet(config)
-    info = {"render": {"seed": render_seed, "max_objects": 3, "labels_sha256": None, "device": "cpu"}} if render_seed is not None else {}
+    info = (
+        {"render": {"seed": render_seed, "max_objects": 3, "labels_sha256": None, "device": "cpu"}}
+        if render_seed is not None
+        else {}
+    )
     save_model(folder, net, ModelCard(config, info=info), dtype=torch.float32)
     return folder
 

@@ -7,12 +7,32 @@ from fastddpm.cli import app
 
 def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
     split = tmp_path / "mini.json"
-    split.write_text(json.dumps([["red sphere"], ["cyan cube", "gray cylinder"], ["yellow cube", "blue sphere", "red cylinder"]]))
-    result = CliRunner().invoke(app, [
-        "bench", "--sampler", "ddim,dpmpp", "--steps", "2", "--no-reference", "--seeds", "0,1",
-        "--labels-file", str(split), "--checkpoint", str(tiny_model), "--evaluator", str(tiny_evaluator),
-        "--results", str(tmp_path / "results"),
-    ])
+    split.write_text(
+        json.dumps(
+            [["red sphere"], ["cyan cube", "gray cylinder"], ["yellow cube", "blue sphere", "red cylinder"]]
+        )
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--sampler",
+            "ddim,dpmpp",
+            "--steps",
+            "2",
+            "--no-reference",
+            "--seeds",
+            "0,1",
+            "--labels-file",
+            str(split),
+            "--checkpoint",
+            str(tiny_model),
+            "--evaluator",
+            str(tiny_evaluator),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     [report_path] = list((tmp_path / "results").glob("*.json"))
     report = json.loads(report_path.read_text())
@@ -20,8 +40,16 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
     assert set(report["environment"]) >= {"device", "torch", "checkpoint_sha256", "evaluator"}
     assert [(r["sampler"], r["steps"]) for r in report["rows"]] == [("ddim", 2), ("dpmpp", 2)]
     for row in report["rows"]:
-        assert set(row) == {"backend", "sampler", "steps", "latency_ms", "images_per_second", "peak_memory_mib",
-                            "accuracy", "warmup_seconds"}
+        assert set(row) == {
+            "backend",
+            "sampler",
+            "steps",
+            "latency_ms",
+            "images_per_second",
+            "peak_memory_mib",
+            "accuracy",
+            "warmup_seconds",
+        }
         assert row["latency_ms"]["runs"] == 2 and row["latency_ms"]["median"] > 0
         acc = row["accuracy"]["mini"]
         assert len(acc["per_seed"]) == 2 and 0 <= acc["mean"] <= 1 and acc["std"] >= 0

@@ -26,7 +26,10 @@ def run(*args: str):
         (["data", "render", "--labels", "missing.json"], "does not exist"),
         (["sample", "--labels", "red spere"], "Did you mean 'red sphere'"),
         (["sample", "--labels", "red sphere,red sphere"], "repeated object"),
-        (["sample", "--labels", "red sphere", "--sampler", "euler"], "unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp"),
+        (
+            ["sample", "--labels", "red sphere", "--sampler", "euler"],
+            "unknown sampler 'euler'; choose one of ddpm, ddim, dpmpp",
+        ),
         (["sample"], "give exactly one of --labels"),
         (["sample", "--labels-file", COURSE / "train.json"], "must be a list of label lists"),
         (["sample", "--labels", "red sphere", "--backend", "tpu"], "unknown backend 'tpu'"),
@@ -59,8 +62,18 @@ def test_bad_input_exits_2_with_a_message(tmp_path, tiny_model, args, message):
 def test_sample_writes_images_grid_and_trajectory(tmp_path, tiny_model):
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps([["red sphere"], ["cyan cube", "gray cylinder"], ["yellow cube"]]))
-    code, text = run("sample", "--labels-file", labels, "--steps", "2", "--checkpoint", tiny_model, "--out", tmp_path / "s",
-                     "--trajectory")
+    code, text = run(
+        "sample",
+        "--labels-file",
+        labels,
+        "--steps",
+        "2",
+        "--checkpoint",
+        tiny_model,
+        "--out",
+        tmp_path / "s",
+        "--trajectory",
+    )
     assert code == 0, text
     names = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert names == ["0.png", "1.png", "2.png", "grid.png", "sample.json", "trajectory.png"]
@@ -74,6 +87,8 @@ def test_sample_writes_images_grid_and_trajectory(tmp_path, tiny_model):
 
 def test_help_teaches():
     code, text = run("--help")
-    assert code == 0 and all(cmd in text for cmd in ("train", "sample", "bench", "export", "data", "evaluator"))
+    assert code == 0 and all(
+        cmd in text for cmd in ("train", "sample", "bench", "export", "data", "evaluator")
+    )
     code, text = run("bench", "--help")
     assert code == 0 and "--labels-file" in text and "--reference" in text

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-import torch
 
 from fastddpm import conditions as c
 from conftest import COURSE
@@ -9,7 +8,11 @@ from conftest import COURSE
 
 def test_vocabulary_is_the_course_order():
     assert c.CLASSES[0] == "gray cube" and c.CLASSES[7] == "yellow cube"
-    assert c.CLASSES[8] == "gray sphere" and c.CLASSES[22] == "cyan cylinder" and c.CLASSES[23] == "yellow cylinder"
+    assert (
+        c.CLASSES[8] == "gray sphere"
+        and c.CLASSES[22] == "cyan cylinder"
+        and c.CLASSES[23] == "yellow cylinder"
+    )
     assert json.loads((COURSE / "objects.json").read_text()) == c.CLASS_INDEX
 
 

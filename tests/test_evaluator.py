@@ -35,7 +35,10 @@ def test_loads_course_format_on_cpu(tiny_evaluator, tmp_path):
     assert scores.shape == (5, 24) and ((scores >= 0) & (scores <= 1)).all()
     # fp16 weights (how the shipped stand-in is stored) load to the same network
     state = torch.load(tiny_evaluator, weights_only=True)["model"]
-    torch.save({"model": {k: v.half() if v.is_floating_point() else v for k, v in state.items()}}, tmp_path / "half.pth")
+    torch.save(
+        {"model": {k: v.half() if v.is_floating_point() else v for k, v in state.items()}},
+        tmp_path / "half.pth",
+    )
     half = Evaluator(tmp_path / "half.pth", "cpu").scores(images)
     assert torch.allclose(half, scores, atol=2e-2)
 

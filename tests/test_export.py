@@ -48,7 +48,13 @@ def test_sampling_through_ort_equals_torch(exported, tiny_model):
     cond = torch.eye(24)[[1, 9, 22]]
     settings = SampleSettings("ddim", 4, guidance=2.0, batch_size=3)
     images = {
-        name: generate(make_backend(name, tiny_model, device, export_dir=out), schedule, cond, image_seeds(0, 3), settings)
+        name: generate(
+            make_backend(name, tiny_model, device, export_dir=out),
+            schedule,
+            cond,
+            image_seeds(0, 3),
+            settings,
+        )
         for name in ("torch", "ort")
     }
     assert torch.allclose(images["torch"], images["ort"], atol=1e-3)
@@ -75,7 +81,9 @@ def test_batch_outside_the_profile(exported, tiny_model):
 
 
 def test_tensorrt_engine_matches_torch(exported, tiny_model):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (it cannot be on the project's machines)")
+    pytest.importorskip(
+        "tensorrt", reason="TensorRT is not installed (it cannot be on the project's machines)"
+    )
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU")
     from fastddpm.backends.tensorrt_backend import TrtBackend
@@ -84,7 +92,11 @@ def test_tensorrt_engine_matches_torch(exported, tiny_model):
     out, path, _ = exported
     plan = build_engine(path, UNetIO(batch_min=1, batch_opt=8, batch_max=64))
     cuda = torch.device("cuda")
-    x, t, cond = torch.randn(7, 3, 64, 64, device=cuda), torch.randint(0, 1000, (7,), device=cuda), torch.zeros(7, 24, device=cuda)
+    x, t, cond = (
+        torch.randn(7, 3, 64, 64, device=cuda),
+        torch.randint(0, 1000, (7,), device=cuda),
+        torch.zeros(7, 24, device=cuda),
+    )
     reference = make_backend("torch", tiny_model, cuda)(x, t, cond)
     assert torch.allclose(TrtBackend(plan, cuda)(x, t, cond), reference, atol=1e-3)
 

@@ -3,9 +3,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
-from fastddpm.conditions import COLORS, SHAPES
+from fastddpm.conditions import SHAPES
 from fastddpm.data import render, synth
 from fastddpm.data.writer import render_dataset
 from fastddpm.errors import UsageError
@@ -17,7 +16,9 @@ def test_same_seed_same_labels_and_pixels(tmp_path):
     assert a.images == b.images == 6
     assert (tmp_path / "a" / "train.json").read_text() == (tmp_path / "b" / "train.json").read_text()
     for name in json.loads((tmp_path / "a" / "train.json").read_text()):
-        assert (tmp_path / "a" / "iclevr" / name).read_bytes() == (tmp_path / "b" / "iclevr" / name).read_bytes()
+        assert (tmp_path / "a" / "iclevr" / name).read_bytes() == (
+            tmp_path / "b" / "iclevr" / name
+        ).read_bytes()
     c = render_dataset(tmp_path / "c", scenes=2, seed=12)
     assert (tmp_path / "c" / "train.json").read_text() != (tmp_path / "a" / "train.json").read_text()
     assert c.images == 6
@@ -94,7 +95,10 @@ def test_resume_refuses_other_settings(tmp_path):
 
 
 def test_renders_a_given_train_file(tmp_path):
-    labels = {"CLEVR_train_000007_0.png": ["red cube"], "CLEVR_train_000007_1.png": ["red cube", "blue sphere"]}
+    labels = {
+        "CLEVR_train_000007_0.png": ["red cube"],
+        "CLEVR_train_000007_1.png": ["red cube", "blue sphere"],
+    }
     (tmp_path / "train.json").write_text(json.dumps(labels))
     render_dataset(tmp_path / "out", labels_file=tmp_path / "train.json")
     assert json.loads((tmp_path / "out" / "train.json").read_text()) == labels

@@ -11,14 +11,20 @@ from fastddpm.schedule import DiffusionConfig, NoiseSchedule, cosine_betas, line
 
 def dummy_eps(x, t, cond):
     """A smooth, t- and cond-dependent stand-in for the network."""
-    return 0.5 * torch.tanh(x) + 0.001 * t.float().view(-1, 1, 1, 1) * 0.1 + cond.sum(-1).view(-1, 1, 1, 1) * 0.01
+    return (
+        0.5 * torch.tanh(x)
+        + 0.001 * t.float().view(-1, 1, 1, 1) * 0.1
+        + cond.sum(-1).view(-1, 1, 1, 1) * 0.01
+    )
 
 
 def diffusers_loop(scheduler, steps, x, cond, noise=None):
     scheduler.set_timesteps(steps)
     for i, t in enumerate(scheduler.timesteps):
         eps = dummy_eps(x, torch.full((x.shape[0],), int(t)), cond)
-        kwargs = {"variance_noise": noise[i]} if noise is not None and isinstance(scheduler, DDIMScheduler) else {}
+        kwargs = (
+            {"variance_noise": noise[i]} if noise is not None and isinstance(scheduler, DDIMScheduler) else {}
+        )
         if isinstance(scheduler, DDPMScheduler):
             # diffusers draws DDPM noise itself; feed ours through its generator-free path by patching randn
             kwargs = {}
@@ -37,7 +43,9 @@ def inputs():
 def test_ddim_equals_diffusers(inputs, schedule, steps):
     x, cond = inputs
     ours = NoiseSchedule.from_config(DiffusionConfig("linear" if schedule == "linear" else "cosine"))
-    ref = DDIMScheduler(beta_schedule=schedule, timestep_spacing="trailing", clip_sample=True, set_alpha_to_one=True)
+    ref = DDIMScheduler(
+        beta_schedule=schedule, timestep_spacing="trailing", clip_sample=True, set_alpha_to_one=True
+    )
     assert torch.allclose(ours.alphas_cumprod, ref.alphas_cumprod, atol=1e-7)
     expected = diffusers_loop(ref, steps, x.clone(), cond)
     got = sample_ddim(dummy_eps, ours, x.clone(), cond, steps=steps)
@@ -51,8 +59,12 @@ def test_ddim_with_eta_equals_diffusers(inputs):
     ref.set_timesteps(20)
     y = x.clone()
     for i, t in enumerate(ref.timesteps):
-        y = ref.step(dummy_eps(y, torch.full((2,), int(t)), cond), t, y, eta=0.7, variance_noise=noise[i]).prev_sample
-    got = sample_ddim(dummy_eps, NoiseSchedule(linear_betas()), x.clone(), cond, steps=20, eta=0.7, noise=noise)
+        y = ref.step(
+            dummy_eps(y, torch.full((2,), int(t)), cond), t, y, eta=0.7, variance_noise=noise[i]
+        ).prev_sample
+    got = sample_ddim(
+        dummy_eps, NoiseSchedule(linear_betas()), x.clone(), cond, steps=20, eta=0.7, noise=noise
+    )
     assert torch.allclose(got, y, atol=1e-5)
 
 
@@ -65,7 +77,9 @@ def test_ddpm_equals_diffusers(inputs, monkeypatch):
     y = x.clone()
     for i, t in enumerate(ref.timesteps):
         # diffusers draws the noise inside step(); hand it ours
-        monkeypatch.setattr("diffusers.schedulers.scheduling_ddpm.randn_tensor", lambda *a, _n=noise[i], **k: _n)
+        monkeypatch.setattr(
+            "diffusers.schedulers.scheduling_ddpm.randn_tensor", lambda *a, _n=noise[i], **k: _n
+        )
         y = ref.step(dummy_eps(y, torch.full((2,), int(t)), cond), t, y).prev_sample
     got = sample_ddpm(dummy_eps, NoiseSchedule(linear_betas()), x.clone(), cond, steps=steps, noise=noise)
     assert torch.allclose(got, y, atol=1e-4), (got - y).abs().max()
@@ -88,7 +102,12 @@ def test_schedule_properties():
     for spacing in ("leading", "trailing", "linspace"):
         for n in (1, 7, 50, 500 if spacing == "linspace" else 1000):
             ts = s.timesteps(n, spacing)
-            assert len(ts) == n == len(set(ts)) and ts == sorted(ts, reverse=True) and 0 <= min(ts) and max(ts) <= 999
+            assert (
+                len(ts) == n == len(set(ts))
+                and ts == sorted(ts, reverse=True)
+                and 0 <= min(ts)
+                and max(ts) <= 999
+            )
     assert s.timesteps(1000, "leading") == list(range(999, -1, -1))
 
 

@@ -19,8 +19,18 @@ from fastddpm.train import TrainConfig, ema_update, train
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
-    base = dict(data=str(data), out=str(out), epochs=4, batch_size=4, lr=1e-3, warmup_steps=2, eval_minutes=0,
-                log_every=2, device="cpu", model=ModelConfig(**TINY_MODEL))
+    base = dict(
+        data=str(data),
+        out=str(out),
+        epochs=4,
+        batch_size=4,
+        lr=1e-3,
+        warmup_steps=2,
+        eval_minutes=0,
+        log_every=2,
+        device="cpu",
+        model=ModelConfig(**TINY_MODEL),
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -83,7 +93,9 @@ def test_corrupt_and_foreign_checkpoints(tiny_data, tmp_path):
     (out / CHECKPOINT_NAME).write_bytes(b"\x00" * 100)
     with pytest.raises(UsageError, match="not a readable fastddpm checkpoint"):
         train(tiny_config(tiny_data, out), resume=True, max_steps=1)
-    other = dataclasses.replace(tiny_config(tiny_data, out), model=ModelConfig(**{**TINY_MODEL, "block_channels": (32, 64)}))
+    other = dataclasses.replace(
+        tiny_config(tiny_data, out), model=ModelConfig(**{**TINY_MODEL, "block_channels": (32, 64)})
+    )
     with pytest.raises(UsageError, match="was trained with model"):
         train(other, resume=True, max_steps=1)
     with pytest.raises(UsageError, match="no config.json"):
@@ -99,13 +111,43 @@ def test_missing_or_foreign_data_dir(tmp_path):
 def test_ddp_with_two_gloo_ranks(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "fastddpm",
-           "train", "--data", str(tiny_data), "--out", str(out), "--device", "cpu", "--epochs", "4", "--batch-size", "2",
-           "--channels", "32,32", "--attention", "1", "--eval-minutes", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "fastddpm",
+        "train",
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "2",
+        "--channels",
+        "32,32",
+        "--attention",
+        "1",
+        "--eval-minutes",
+        "0",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum(1 for e in events if e.get("event") == "start") == 1  # rank 0 alone logs and checkpoints
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "config.json", "metrics.jsonl", "model"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.safetensors",
+        "config.json",
+        "metrics.jsonl",
+        "model",
+    ]
     info = json.loads((out / "model" / "config.json").read_text())["info"]
-    assert info["world_size"] == 2 and info["steps"] == 9  # ceil(4 epochs * 9 images / (2 per rank * 2 ranks))
+    assert (
+        info["world_size"] == 2 and info["steps"] == 9
+    )  # ceil(4 epochs * 9 images / (2 per rank * 2 ranks))

@@ -27,7 +27,12 @@ class UNetIO:
 
     def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
         s = self.image_size
-        return {self.x: (batch, 3, s, s), self.t: (batch,), self.cond: (batch, NUM_CLASSES), self.eps: (batch, 3, s, s)}
+        return {
+            self.x: (batch, 3, s, s),
+            self.t: (batch,),
+            self.cond: (batch, NUM_CLASSES),
+            self.eps: (batch, 3, s, s),
+        }
 
     def check_batch(self, batch: int, what: str = "the export") -> None:
         if not self.batch_min <= batch <= self.batch_max:

@@ -48,8 +48,12 @@ class OrtBackend:
         out = torch.empty_like(x)
         binding = self.session.io_binding()
         for name, tensor, dtype in ((io.x, x, np.float32), (io.t, t, np.int64), (io.cond, cond, np.float32)):
-            binding.bind_input(name, "cuda", self.device.index or 0, dtype, tuple(tensor.shape), tensor.data_ptr())
-        binding.bind_output(io.eps, "cuda", self.device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
+            binding.bind_input(
+                name, "cuda", self.device.index or 0, dtype, tuple(tensor.shape), tensor.data_ptr()
+            )
+        binding.bind_output(
+            io.eps, "cuda", self.device.index or 0, np.float32, tuple(out.shape), out.data_ptr()
+        )
         torch.cuda.current_stream(self.device).synchronize()  # inputs were written on torch's stream
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()

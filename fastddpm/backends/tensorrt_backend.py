@@ -28,16 +28,27 @@ class TrtBackend:
         self.device = device
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise UsageError(f"{str(path)!r} is not a TensorRT engine for this TensorRT version and GPU; rebuild it")
+            raise UsageError(
+                f"{str(path)!r} is not a TensorRT engine for this TensorRT version and GPU; rebuild it"
+            )
         self.context = self.engine.create_execution_context()
-        to_torch = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.int64: torch.int64}
-        self.dtypes = {name: to_torch[self.engine.get_tensor_dtype(name)] for name in (*self.io.input_names, self.io.eps)}
+        to_torch = {
+            trt.float32: torch.float32,
+            trt.float16: torch.float16,
+            trt.int32: torch.int32,
+            trt.int64: torch.int64,
+        }
+        self.dtypes = {
+            name: to_torch[self.engine.get_tensor_dtype(name)] for name in (*self.io.input_names, self.io.eps)
+        }
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         io = self.io
         io.check_batch(x.shape[0], "TensorRT engine")
         inputs = {io.x: x, io.t: t, io.cond: cond}
-        inputs = {name: tensor.to(self.device, self.dtypes[name]).contiguous() for name, tensor in inputs.items()}
+        inputs = {
+            name: tensor.to(self.device, self.dtypes[name]).contiguous() for name, tensor in inputs.items()
+        }
         for name, tensor in inputs.items():
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())

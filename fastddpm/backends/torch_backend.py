@@ -11,7 +11,13 @@ from fastddpm.model import EpsilonModel
 class TorchBackend:
     capturable = True
 
-    def __init__(self, model: EpsilonModel, device: torch.device, dtype: torch.dtype = torch.float32, compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: EpsilonModel,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        compile: bool = False,
+    ) -> None:
         model.net.to(device, dtype)  # the schedule buffer stays float32
         self.model = model.to(device).eval()
         self.dtype = dtype

@@ -61,7 +61,8 @@ def check_root(root: Path) -> None:
     if missing:
         raise UsageError(
             f"{str(root)!r} is not an i-CLEVR folder: it lacks {', '.join(missing)}. Expected ROOT/train.json, "
-            "ROOT/iclevr/*.png (and objects.json, test.json, new_test.json); `fastddpm data render --out DIR` makes one."
+            "ROOT/iclevr/*.png (and objects.json, test.json, new_test.json); "
+            "`fastddpm data render --out DIR` makes one."
         )
     if (root / "objects.json").exists():
         check_objects_file(root / "objects.json")
@@ -70,7 +71,11 @@ def check_root(root: Path) -> None:
 def split_labels(root: str | Path) -> dict[str, list[LabelList]]:
     """The test splits that live in ROOT: {"test": ..., "new_test": ...} for those present."""
     root = Path(root)
-    return {name: read_test_labels(root / f"{name}.json") for name in ("test", "new_test") if (root / f"{name}.json").exists()}
+    return {
+        name: read_test_labels(root / f"{name}.json")
+        for name in ("test", "new_test")
+        if (root / f"{name}.json").exists()
+    }
 
 
 def fingerprint(root: Path, names: list[str]) -> str:
@@ -118,7 +123,9 @@ def load_dataset(
     files = [root / "iclevr" / n for n in names]
     bad = [str(f.name) for f in files if not f.is_file()]
     if bad:
-        raise UsageError(f"{len(bad)} images listed in train.json are missing from {root / 'iclevr'}, e.g. {bad[:5]}")
+        raise UsageError(
+            f"{len(bad)} images listed in train.json are missing from {root / 'iclevr'}, e.g. {bad[:5]}"
+        )
     images = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     unreadable: list[str] = []
 
@@ -133,8 +140,12 @@ def load_dataset(
             if progress and (done % 256 == 0 or done == len(files)):
                 progress(done, len(files))
     if unreadable:
-        raise UsageError(f"{len(unreadable)} images in {root / 'iclevr'} cannot be read, e.g. {sorted(unreadable)[:5]}")
+        raise UsageError(
+            f"{len(unreadable)} images in {root / 'iclevr'} cannot be read, e.g. {sorted(unreadable)[:5]}"
+        )
     tensor = torch.from_numpy(images)
     if use_cache:
-        atomic.save_safetensors(path, {"images": tensor}, metadata={"fingerprint": key, "root": str(root.resolve())})
+        atomic.save_safetensors(
+            path, {"images": tensor}, metadata={"fingerprint": key, "root": str(root.resolve())}
+        )
     return Dataset(tensor, labels, names)

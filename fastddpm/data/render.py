@@ -28,7 +28,7 @@ BACKDROP = 0.30  # linear gray the far floor fades into
 AMBIENT = 0.16
 # (intensity RGB) of sun, key, fill and back lights
 LIGHT_RGB = torch.tensor([[0.62, 0.60, 0.57], [0.42, 0.38, 0.33], [0.14, 0.16, 0.21], [0.16, 0.16, 0.16]])
-SPECULAR, SHININESS = 0.05, 12.0
+SPECULAR = 0.05  # Blinn-Phong strength; the exponent is 12 (rubber), computed as (x^4)^3
 EPS = 1e-4
 
 
@@ -54,6 +54,21 @@ def srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
 def linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
     c = c.clamp(0.0, 1.0)
     return torch.where(c <= 0.0031308, c * 12.92, 1.055 * c.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+
+
+_SRGB_LUT_SIZE = 1 << 14
+_srgb_lut: dict[torch.device, torch.Tensor] = {}
+
+
+def srgb_bytes(linear: torch.Tensor) -> torch.Tensor:
+    """Linear RGB -> sRGB uint8 through a 16k-entry table (a gather instead of a pow per channel; the table is
+    fine enough that no output byte differs from the exact curve by more than one level)."""
+    lut = _srgb_lut.get(linear.device)
+    if lut is None:
+        grid = torch.linspace(0, 1, _SRGB_LUT_SIZE, device=linear.device, dtype=torch.float64)
+        lut = _srgb_lut[linear.device] = (linear_to_srgb(grid) * 255 + 0.5).to(torch.uint8)
+    index = (linear.clamp(0, 1) * (_SRGB_LUT_SIZE - 1) + 0.5).long()
+    return lut[index]
 
 
 def camera_rays(camera: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -133,7 +148,9 @@ def intersect(
     return t
 
 
-def surface_normal(point: torch.Tensor, shape: torch.Tensor, center: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+def surface_normal(
+    point: torch.Tensor, shape: torch.Tensor, center: torch.Tensor, angle: torch.Tensor
+) -> torch.Tensor:
     """World normals (N, 3) at surface points; cube and cylinder edges are rounded for shading only."""
     cos, sin = angle.cos(), angle.sin()
     p = _to_local(point - center, cos, sin)
@@ -156,7 +173,9 @@ def _candidate_lanes(origin, direction, center, radius, active, exclude=None):
     o_dot_d = (origin * direction).sum(-1, keepdim=True)
     c_dot_o = torch.einsum("bpc,bkc->bpk", origin, center)
     along = c_dot_d - o_dot_d  # distance along the ray to the closest approach
-    dist2 = (center * center).sum(-1)[:, None] + (origin * origin).sum(-1, keepdim=True) - 2 * c_dot_o - along**2
+    dist2 = (
+        (center * center).sum(-1)[:, None] + (origin * origin).sum(-1, keepdim=True) - 2 * c_dot_o - along**2
+    )
     hit = (dist2 < radius[:, None] ** 2) & (along > -radius[:, None]) & active[:, None]
     if exclude is not None:
         hit &= exclude[..., None] != torch.arange(center.shape[1], device=center.device)
@@ -174,7 +193,9 @@ def primary_hits(scene: SceneBatch, width: int, height: int):
         radius = torch.where(scene.shape == shape_id, r, radius)
     b, p, k = _candidate_lanes(cam, dirs, scene.center, radius, active)
     t_obj = torch.full((*dirs.shape[:2], scene.shape.shape[1]), torch.inf, device=dirs.device)
-    t_obj[b, p, k] = intersect(scene.camera[b], dirs[b, p], scene.shape[b, k], scene.center[b, k], scene.angle[b, k])
+    t_obj[b, p, k] = intersect(
+        scene.camera[b], dirs[b, p], scene.shape[b, k], scene.center[b, k], scene.angle[b, k]
+    )
     t_near, k_near = t_obj.min(-1)
     on_object = t_near < t_floor
     return dirs, torch.where(on_object, t_near, t_floor), torch.where(on_object, k_near, -1), radius
@@ -218,9 +239,13 @@ def sun_visibility(scene, points, obj, radius) -> torch.Tensor:
     dirs = sun[b][:, None] + scale * (u[..., None] * e1[b][:, None] + v[..., None] * e2[b][:, None])
     dirs = torch.nn.functional.normalize(dirs, dim=-1).reshape(-1, 3)  # (N*S, 3)
     rep = lambda x: x.repeat_interleave(SHADOW_SAMPLES, dim=0)  # noqa: E731
-    t = intersect(rep(points[b, p]), dirs, rep(scene.shape[b, k]), rep(scene.center[b, k]), rep(scene.angle[b, k]))
+    t = intersect(
+        rep(points[b, p]), dirs, rep(scene.shape[b, k]), rep(scene.center[b, k]), rep(scene.angle[b, k])
+    )
     blocked = torch.zeros(B * P * SHADOW_SAMPLES, device=points.device)
-    lane_pixel = rep(b * P + p) * SHADOW_SAMPLES + torch.arange(SHADOW_SAMPLES, device=points.device).repeat(b.numel())
+    lane_pixel = rep(b * P + p) * SHADOW_SAMPLES + torch.arange(SHADOW_SAMPLES, device=points.device).repeat(
+        b.numel()
+    )
     blocked.scatter_reduce_(0, lane_pixel, (t < torch.inf).float(), reduce="amax")
     return 1.0 - blocked.view(B, P, SHADOW_SAMPLES).mean(-1)
 
@@ -229,7 +254,6 @@ def render(scene: SceneBatch, width: int = WIDTH, height: int = HEIGHT) -> torch
     """Render a batch: (B, H, W, 3) uint8 sRGB."""
     B, K = scene.shape.shape
     dirs, t, obj, radius = primary_hits(scene, width, height)
-    P = dirs.shape[1]
     t = torch.where(torch.isinf(t), torch.full_like(t, 1e3), t)
     points = scene.camera[:, None] + t[..., None] * dirs  # (B, P, 3)
     normals = torch.zeros_like(points)
@@ -256,12 +280,15 @@ def render(scene: SceneBatch, width: int = WIDTH, height: int = HEIGHT) -> torch
     offset_dot_v = torch.einsum("bpc,blc->bpl", view, lights) - (points * view).sum(-1, keepdim=True)
     strength = (lights.norm(dim=-1)[:, None] / dist).clamp(max=1.6)
     sun = torch.nn.functional.normalize(scene.lights[:, 0], dim=-1)  # (B, 3)
-    n_dot_l = torch.cat(((normals * sun[:, None]).sum(-1, keepdim=True), offset_dot_n / dist), -1)  # (B, P, 4)
+    n_dot_l = torch.cat(
+        ((normals * sun[:, None]).sum(-1, keepdim=True), offset_dot_n / dist), -1
+    )  # (B, P, 4)
     l_dot_v = torch.cat(((view * sun[:, None]).sum(-1, keepdim=True), offset_dot_v / dist), -1)
     strength = torch.cat((sun_visibility(scene, points, obj, radius)[..., None], strength), -1)
     lambert = n_dot_l.clamp_min(0) * strength
     n_dot_h = (n_dot_l + n_dot_v[..., None]) / (2 + 2 * l_dot_v).clamp_min(1e-6).sqrt()
-    gloss = SPECULAR * n_dot_h.clamp_min(0) ** SHININESS * lambert
+    x4 = n_dot_h.clamp_min(0).square().square()
+    gloss = SPECULAR * x4 * x4 * x4 * lambert
     light_rgb = LIGHT_RGB.to(points.device)
     radiance = AMBIENT + lambert @ light_rgb  # (B, P, 3)
     specular = gloss @ light_rgb
@@ -270,5 +297,4 @@ def render(scene: SceneBatch, width: int = WIDTH, height: int = HEIGHT) -> torch
     far = ((points[..., :2].norm(dim=-1) - 3.0) / 12.0).clamp(0, 1)
     far = (far * far * (3 - 2 * far))[..., None] * (obj < 0)[..., None]
     color = color * (1 - far) + BACKDROP * far
-    srgb = linear_to_srgb(color)
-    return (srgb * 255 + 0.5).to(torch.uint8).view(B, height, width, 3)
+    return srgb_bytes(color).view(B, height, width, 3)

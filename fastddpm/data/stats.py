@@ -17,7 +17,9 @@ def label_statistics(labels: torch.Tensor) -> dict[str, object]:
     same_shape = (two.sum(2) == 2).any(-1).float().mean().item() if len(two) else float("nan")
     per_class = labels.sum(0)
     return {
-        "objects per image": {int(k): int(v) for k, v in zip(*counts.unique(return_counts=True), strict=True)},
+        "objects per image": {
+            int(k): int(v) for k, v in zip(*counts.unique(return_counts=True), strict=True)
+        },
         "instances per class (min-max)": f"{int(per_class.min())}-{int(per_class.max())}",
         "2-object images sharing a color": round(same_color, 4),
         "2-object images sharing a shape": round(same_shape, 4),

@@ -23,7 +23,11 @@ PLACEMENT_RANGE = 3.0
 MIN_GAP = 0.25  # surface gap between any two objects
 MIN_VISIBLE_PIXELS = 200  # at 320x240
 PLACEMENT_TRIES = 64
-FOOTPRINT = {render.CUBE: render.SIZE * math.sqrt(2.0), render.SPHERE: render.SIZE, render.CYLINDER: render.SIZE}
+FOOTPRINT = {
+    render.CUBE: render.SIZE * math.sqrt(2.0),
+    render.SPHERE: render.SIZE,
+    render.CYLINDER: render.SIZE,
+}
 LABEL_STREAM, GEOMETRY_STREAM, SPLIT_STREAM = 0, 1, 2
 
 
@@ -59,7 +63,9 @@ class Scene:
     views: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
-def scene_batch(objects_per_image: list[list[Placed]], views: list[tuple[np.ndarray, np.ndarray]]) -> render.SceneBatch:
+def scene_batch(
+    objects_per_image: list[list[Placed]], views: list[tuple[np.ndarray, np.ndarray]]
+) -> render.SceneBatch:
     """Pack images (their object lists and views) into the renderer's padded tensors."""
     k = max(1, max(len(objs) for objs in objects_per_image))
     b = len(objects_per_image)
@@ -80,12 +86,17 @@ def scene_batch(objects_per_image: list[list[Placed]], views: list[tuple[np.ndar
 
 def _gap_ok(candidate: Placed, placed: list[Placed]) -> bool:
     for o in placed:
-        if math.hypot(candidate.x - o.x, candidate.y - o.y) < FOOTPRINT[candidate.shape] + FOOTPRINT[o.shape] + MIN_GAP:
+        if (
+            math.hypot(candidate.x - o.x, candidate.y - o.y)
+            < FOOTPRINT[candidate.shape] + FOOTPRINT[o.shape] + MIN_GAP
+        ):
             return False
     return True
 
 
-def _first_visible(placed: list[Placed], candidates: list[Placed], view, device: str, chunk: int = 2) -> Placed | None:
+def _first_visible(
+    placed: list[Placed], candidates: list[Placed], view, device: str, chunk: int = 2
+) -> Placed | None:
     """The first candidate that leaves every object of the image visible (id buffer at quarter size)."""
     for start in range(0, len(candidates), chunk):
         group = candidates[start : start + chunk]
@@ -174,6 +185,8 @@ def test_splits(seed: int) -> tuple[list[LabelList], list[LabelList]]:
     for n, count in ((1, 6), (2, 12), (3, 14)):
         test += unique(lambda: draw_labels(rng, n), count)  # noqa: B023
     new = unique(lambda: _same_color_set(rng, 2), 9) + unique(lambda: _same_color_set(rng, 3), 19)
-    new += unique(lambda: draw_labels(rng, 2), 3, _distinct_colors) + unique(lambda: draw_labels(rng, 3), 1, _distinct_colors)
+    new += unique(lambda: draw_labels(rng, 2), 3, _distinct_colors) + unique(
+        lambda: draw_labels(rng, 3), 1, _distinct_colors
+    )
     order = rng.permutation(len(new))
     return test, [new[i] for i in order]

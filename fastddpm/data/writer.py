@@ -25,6 +25,7 @@ from fastddpm.data import render, synth
 from fastddpm.errors import UsageError
 
 IMAGE_NAME = re.compile(r"^CLEVR_train_(\d{6})_(\d+)\.png$")
+RENDERER_VERSION = 2  # 1: exact sRGB curve; 2: 16k-entry sRGB table (bytes differ by at most one level)
 RENDER_BATCH = 16  # images per renderer call: large enough to amortize Python, small enough for the CPU cache
 
 
@@ -45,6 +46,7 @@ class RenderConfig:
     max_objects: int
     labels_sha256: str | None  # of the --labels file, None when labels were drawn
     device: str
+    renderer: int = RENDERER_VERSION  # bumped whenever pixels change for the same seed
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,13 @@ def jobs_from_train_file(path: str | Path, max_objects: int) -> list[SceneJob]:
             raise ConditionError(f"{name!r} in {path}: image names must look like CLEVR_train_000123_0.png")
         scene, index = int(match[1]), int(match[2])
         if len(objects) != index + 1:
-            raise ConditionError(f"{name!r} in {path}: image _{index} of a scene must hold {index + 1} objects")
+            raise ConditionError(
+                f"{name!r} in {path}: image _{index} of a scene must hold {index + 1} objects"
+            )
         if len(objects) > max_objects:
-            raise ConditionError(f"{name!r} in {path} has {len(objects)} objects; --max-objects is {max_objects}")
+            raise ConditionError(
+                f"{name!r} in {path} has {len(objects)} objects; --max-objects is {max_objects}"
+            )
         scenes.setdefault(scene, {})[index] = objects
     jobs = []
     for scene, images in sorted(scenes.items()):
@@ -113,7 +119,9 @@ def _check_resumable(out: Path, config: RenderConfig) -> None:
                 "Resume with the same settings or choose another --out."
             )
     elif any((out / "iclevr").glob("*.png")) if (out / "iclevr").is_dir() else False:
-        raise UsageError(f"{str(out)!r} already holds images that fastddpm did not render; choose another --out")
+        raise UsageError(
+            f"{str(out)!r} already holds images that fastddpm did not render; choose another --out"
+        )
 
 
 def render_dataset(
@@ -128,7 +136,11 @@ def render_dataset(
     """Render (or finish rendering) a data set into `out`. Same seed -> same labels and pixels on the same device."""
     out = Path(out)
     _validate(out, scenes, max_objects, device)
-    jobs = jobs_from_train_file(labels_file, max_objects) if labels_file else drawn_jobs(scenes, seed, max_objects)
+    jobs = (
+        jobs_from_train_file(labels_file, max_objects)
+        if labels_file
+        else drawn_jobs(scenes, seed, max_objects)
+    )
     labels_sha = hashlib.sha256(Path(labels_file).read_bytes()).hexdigest() if labels_file else None
     config = RenderConfig(seed, max_objects, labels_sha, device)
     _check_resumable(out, config)
