@@ -25,8 +25,9 @@ from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
 from fastddpm.export import checkpoint_sha256
+from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.generate import SampleSettings
-from fastddpm.model import ModelCard
+from fastddpm.model import load_card
 from fastddpm.samplers import DEFAULT_STEPS, check_sampler
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.scoring import mean_spread, sample_split
@@ -39,7 +40,7 @@ class BenchConfig:
     backends: tuple[str, ...] = ("torch",)
     splits: dict[str, list] = field(default_factory=dict)  # split name -> label lists
     seeds: tuple[int, ...] = (0, 1, 2)  # sampling seeds, fixed before any score is seen
-    guidance: float = 2.0
+    guidance: float = DEFAULT_GUIDANCE
     eta: float = 0.0
     reference: bool = True  # include the DDPM-1000 row
     model_dir: str = "checkpoints/default"
@@ -155,7 +156,7 @@ def default_splits(model_dir: str | Path) -> dict[str, list[LabelList]]:
     """The test splits of the data set the model was trained on, re-drawn from the render seed in its card."""
     from fastddpm.data import synth
 
-    card = ModelCard.from_json((Path(model_dir) / "config.json").read_text())
+    card = load_card(model_dir)
     render = card.info.get("render") or {}
     if "seed" not in render or render.get("labels_sha256"):
         raise UsageError(
@@ -188,7 +189,7 @@ def run_bench(config: BenchConfig, progress: Callable[[int, int, str], None] | N
     dtype = resolve_dtype(config.dtype, device)
     splits = config.splits
     evaluator = Evaluator(config.evaluator, device)
-    card = ModelCard.from_json((Path(config.model_dir) / "config.json").read_text())
+    card = load_card(config.model_dir)
     schedule = NoiseSchedule.from_config(card.diffusion)
     backends, rows, grids = {}, [], {}
     for i, (backend_name, sampler, steps) in enumerate(rows_todo):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.samplers import SAMPLERS, Callback, EpsFn, check_sampler, guided, noise_steps
 from fastddpm.schedule import NoiseSchedule
 
@@ -20,7 +21,7 @@ class SampleSettings:
     sampler: str = "ddim"  # ddpm | ddim | dpmpp
     steps: int = 50
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
-    guidance: float = 2.0  # classifier-free guidance scale; 1 = plain conditional model
+    guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance scale; 1 = plain conditional model
     batch_size: int = 32  # fixed chunk shape (padded at the end)
 
     def __post_init__(self) -> None:

@@ -155,20 +155,30 @@ def save_model(
     atomic.write_text(folder / CONFIG_NAME, card.to_json() + "\n")
 
 
+def _model_files(folder: str | Path) -> tuple[Path, Path]:
+    folder = Path(folder)
+    folder = folder.parent if folder.is_file() else folder
+    weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    if not weights.is_file() or not config.is_file():
+        raise UsageError(f"{str(folder)!r} is not a model folder: it needs {WEIGHTS_NAME} and {CONFIG_NAME}")
+    return weights, config
+
+
+def load_card(folder: str | Path) -> ModelCard:
+    """The config.json of a model folder (or of the folder holding a model.safetensors)."""
+    _, config = _model_files(folder)
+    try:
+        return ModelCard.from_json(config.read_text())
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UsageError(f"{config} is not a fastddpm model config ({type(err).__name__}: {err})") from None
+
+
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ConditionalUNet, ModelCard]:
     """Rebuild the network from config.json and load its weights in float32."""
     from safetensors.torch import load_file
 
-    folder = Path(folder)
-    if folder.is_file():
-        folder = folder.parent
-    weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
-    if not weights.is_file() or not config.is_file():
-        raise UsageError(f"{str(folder)!r} is not a model folder: it needs {WEIGHTS_NAME} and {CONFIG_NAME}")
-    try:
-        card = ModelCard.from_json(config.read_text())
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UsageError(f"{config} is not a fastddpm model config ({type(err).__name__}: {err})") from None
+    weights, config = _model_files(folder)
+    card = load_card(folder)
     net = ConditionalUNet(card.model)
     try:
         state = load_file(str(weights))

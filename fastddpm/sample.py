@@ -16,7 +16,7 @@ from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
 from fastddpm.errors import UsageError
 from fastddpm.generate import SampleSettings, generate, image_seeds
-from fastddpm.model import ModelCard
+from fastddpm.model import load_card
 from fastddpm.schedule import NoiseSchedule
 
 TRAJECTORY_LABELS = ["red sphere", "cyan cylinder", "cyan cube"]
@@ -98,16 +98,7 @@ def run_sample(job: SampleJob, progress=None) -> dict:
     device = resolve_device(job.device)
     dtype = resolve_dtype(job.dtype, device)
     backend = make_backend(job.backend, job.model_dir, device, dtype, job.export_dir)
-    card = (
-        ModelCard.from_json((Path(job.model_dir) / "config.json").read_text())
-        if Path(job.model_dir).is_dir()
-        else None
-    )
-    schedule = (
-        NoiseSchedule.from_config(card.diffusion)
-        if card
-        else NoiseSchedule.from_config(ModelCard().diffusion)
-    )
+    schedule = NoiseSchedule.from_config(load_card(job.model_dir).diffusion)
     images = generate(
         backend,
         schedule,

@@ -32,6 +32,7 @@ from fastddpm.checkpoint import (
 )
 from fastddpm.data.reader import load_dataset, split_labels, to_model_range
 from fastddpm.errors import UsageError
+from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.loss import diffusion_loss
 from fastddpm.model import ConditionalUNet, EpsilonModel, ModelCard, ModelConfig, count_parameters, save_model
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule
@@ -64,7 +65,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     eval_minutes: float = 10.0  # 0 disables the quick evaluation
     eval_steps: int = 20  # DDIM steps of the quick evaluation
-    eval_guidance: float = 2.0
+    eval_guidance: float = DEFAULT_GUIDANCE
     evaluator: str | None = None  # None: the shipped checkpoints/evaluator.pth
     log_every: int = 25  # steps between loss readouts (each one synchronises the device)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -10,6 +10,7 @@ import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, console, cpu_note, csv, int_tuple
 from fastddpm.errors import UsageError
+from fastddpm.defaults import DEFAULT_GUIDANCE
 
 model_app = typer.Typer()
 
@@ -176,7 +177,7 @@ def sample(
     ] = 0.0,
     guidance: Annotated[
         float, typer.Option(help="Classifier-free guidance scale (1 = none).", rich_help_panel="Sampler")
-    ] = 2.0,
+    ] = DEFAULT_GUIDANCE,
     seed: Annotated[
         int, typer.Option(help="Image i uses per-image seed seed*1000003+i.", rich_help_panel="Sampler")
     ] = 0,
@@ -311,7 +312,7 @@ def bench(
     ] = None,
     guidance: Annotated[
         float, typer.Option(help="Classifier-free guidance scale.", rich_help_panel="Scoring")
-    ] = 2.0,
+    ] = DEFAULT_GUIDANCE,
     eta: Annotated[float, typer.Option(help="DDIM eta.", rich_help_panel="Scoring")] = 0.0,
     evaluator: Annotated[
         Optional[Path],
