@@ -45,12 +45,16 @@ def train(
     ] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", rich_help_panel="Run")] = "auto",
     batch_size: Annotated[
-        int, typer.Option(help="Images per step per process.", rich_help_panel="Optimisation")
-    ] = 64,
+        Optional[int],
+        typer.Option(
+            help="Images per step per process [default: 256 on CUDA, 32 on CPU].",
+            rich_help_panel="Optimisation",
+        ),
+    ] = None,
     lr: Annotated[
         float,
         typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).", rich_help_panel="Optimisation"),
-    ] = 5e-4,
+    ] = 4e-4,
     ema: Annotated[
         bool,
         typer.Option(help="Keep an EMA of the weights (what gets shipped).", rich_help_panel="Optimisation"),
