@@ -96,23 +96,28 @@ class ConditionalUNet(nn.Module):
 
 
 class EpsilonModel(nn.Module):
-    """The network as samplers and exports see it: always returns eps, converting a v-prediction with the
-    schedule held as a buffer (eps = sqrt(a_t) v + sqrt(1 - a_t) x_t)."""
+    """The network as samplers, exports and the epsilon loss see it: always returns eps. With epsilon
+    prediction it adds the linear skip c(t) (x_t - sqrt(a_t) mean) (see DiffusionConfig); a v-prediction is
+    converted with the schedule held as a buffer (eps = sqrt(a_t) v + sqrt(1 - a_t) x_t)."""
 
     def __init__(self, net: ConditionalUNet, diffusion: DiffusionConfig) -> None:
         super().__init__()
         self.net = net
         self.v_prediction = diffusion.prediction == "v"
+        self.skip_std, self.skip_mean = diffusion.skip_data_std, diffusion.skip_data_mean
         self.register_buffer(
             "alphas_cumprod", NoiseSchedule.from_config(diffusion).alphas_cumprod, persistent=False
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         out = self.net(x, t, cond)
-        if not self.v_prediction:
+        a = self.alphas_cumprod[t.long()].view(-1, 1, 1, 1)
+        if self.v_prediction:
+            return a.sqrt() * out + (1 - a).sqrt() * x
+        if self.skip_std is None:
             return out
-        a = self.alphas_cumprod[t.long()].to(x.dtype).view(-1, 1, 1, 1)
-        return a.sqrt() * out + (1 - a).sqrt() * x
+        c = (1 - a).sqrt() / (a * self.skip_std**2 + 1 - a)  # (B, 1, 1, 1) Wiener gain, float32
+        return out + c * (x - a.sqrt() * self.skip_mean)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -44,6 +44,12 @@ class DiffusionConfig:
     schedule: str = "linear"  # linear | cosine
     timesteps: int = 1000
     prediction: str = "epsilon"  # epsilon | v
+    # Epsilon prediction with a skip: eps = c(t) (x_t - sqrt(a_t) mean) + F(x_t, t, c), where c(t) x_t is the best
+    # linear guess of eps for data of this mean and std (Wiener filter). The network then learns only the
+    # residual instead of copying the noise through its channels (measured: without it, a 4x4-patch UNet kept an
+    # eps error of 0.02 at t = 999 where the linear guess has ~0). None: no skip.
+    skip_data_std: float | None = 0.1
+    skip_data_mean: float = 0.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:

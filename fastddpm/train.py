@@ -257,7 +257,9 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
         state = restore_training_state(tensors, meta, net, ema, optimizer, generator)
         if rank:  # the checkpoint holds rank 0's stream; other ranks continue on fresh, distinct streams
             generator.manual_seed(config.seed * 1000 + rank + world * state.step)
-    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    # The loss sees the network in its training parameterisation: eps (EpsilonModel adds the skip) or v.
+    trained = EpsilonModel(net, config.diffusion).to(device) if config.diffusion.prediction == "epsilon" else net
+    model = torch.nn.parallel.DistributedDataParallel(trained) if world > 1 else trained
     if config.compile if config.compile is not None else device.type == "cuda":
         model = torch.compile(model)
     schedule = NoiseSchedule.from_config(config.diffusion).to(device)
