@@ -55,23 +55,21 @@ def main() -> None:
         optimizer.step()
         ema_update(ema, net, 0.999)
 
-    start = time.perf_counter()
-    for _ in range(args.warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    warmup = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    def timed(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    warmup = timed(args.warmup)  # includes compilation
+    seconds = timed(args.steps)
     rate = args.steps * args.batch_size / seconds
     name = "course-style baseline" if args.baseline else "shipped config"
     print(
         f"{name}: {count_parameters(net) / 1e6:.1f}M parameters, batch {args.batch_size}, compile {args.compile}, "
-        f"amp {args.amp}: {rate:,.0f} images/s on {device_name(device)} (warm-up {warmup:.0f} s)"
+        f"amp {args.amp}: {rate:,.1f} images/s on {device_name(device)} (warm-up {warmup:.0f} s)"
     )
     save(
         "train_speed",

@@ -258,7 +258,9 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
         if rank:  # the checkpoint holds rank 0's stream; other ranks continue on fresh, distinct streams
             generator.manual_seed(config.seed * 1000 + rank + world * state.step)
     # The loss sees the network in its training parameterisation: eps (EpsilonModel adds the skip) or v.
-    trained = EpsilonModel(net, config.diffusion).to(device) if config.diffusion.prediction == "epsilon" else net
+    trained = (
+        EpsilonModel(net, config.diffusion).to(device) if config.diffusion.prediction == "epsilon" else net
+    )
     model = torch.nn.parallel.DistributedDataParallel(trained) if world > 1 else trained
     if config.compile if config.compile is not None else device.type == "cuda":
         model = torch.compile(model)

@@ -95,5 +95,5 @@ def cpu_note(device: str) -> None:
 
     if device != "cuda" and not torch.cuda.is_available():
         console.print(
-            "[dim]note: no GPU found; sampling runs on the CPU (slow). A CUDA GPU makes this 100x faster.[/]"
+            "[dim]note: no CUDA GPU found; running on the CPU, which is slow. A GPU helps: see the README.[/]"
         )
