@@ -21,6 +21,7 @@ from fastddpm.evaluator import Evaluator  # noqa: E402
 from fastddpm.generate import SampleSettings  # noqa: E402
 from fastddpm.model import load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
+from fastddpm.sample import resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
 from fastddpm.scoring import mean_spread, score_splits  # noqa: E402
 
@@ -38,9 +39,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     val, new_val = synth.test_splits(VALIDATION_SEED)
     splits = {"val": val, "new_val": new_val}
-    backend = make_backend(
-        "torch", args.checkpoint, device, torch.bfloat16 if device.type == "cuda" else torch.float32
-    )
+    backend = make_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(load_card(args.checkpoint).diffusion)
     evaluator = Evaluator(None, device)
     seeds = [int(s) for s in args.seeds.split(",")]

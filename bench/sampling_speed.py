@@ -24,6 +24,7 @@ from common import device_name, save, time_ms  # noqa: E402
 from fastddpm.backends import make_backend  # noqa: E402
 from fastddpm.generate import SampleSettings, generate, image_seeds  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
+from fastddpm.sample import resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
 
 H100_BF16_PEAK_TFLOPS = 989.0  # dense, datasheet (SXM); ~798 measured on the lent H100 with an 8k matmul
@@ -88,7 +89,7 @@ def main() -> None:
 
     schedule = NoiseSchedule(linear_betas())
     backend = make_backend(
-        "compile" if cuda else "torch", args.checkpoint, device, torch.bfloat16 if cuda else torch.float32
+        "compile" if cuda else "torch", args.checkpoint, device, resolve_dtype("auto", device)
     )
     seeds = image_seeds(0, split)
     for sampler, steps in (("ddpm", ddpm_steps), ("ddim", 50), ("ddim", 20), ("dpmpp", 10), ("dpmpp", 5)):

@@ -22,15 +22,17 @@ from common import device_name, save  # noqa: E402
 
 from fastddpm.loss import diffusion_loss  # noqa: E402
 from fastddpm.model import ConditionalUNet, ModelConfig, count_parameters  # noqa: E402
-from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
-from fastddpm.train import ema_update  # noqa: E402
+from fastddpm.schedule import DiffusionConfig, NoiseSchedule, linear_betas  # noqa: E402
+from fastddpm.train import default_batch_size, ema_update, training_module  # noqa: E402
 
 
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", action="store_true", help="the course-style 64M UNet2DModel")
-    parser.add_argument("--batch-size", type=int, default=256 if cuda else 32)
+    parser.add_argument(
+        "--batch-size", type=int, default=default_batch_size(torch.device("cuda" if cuda else "cpu"))
+    )
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=cuda)
     parser.add_argument("--amp", choices=["bf16", "off"], default="bf16" if cuda else "off")
     parser.add_argument("--steps", type=int, default=50 if cuda else 5)
@@ -39,7 +41,8 @@ def main() -> None:
     device = torch.device("cuda" if cuda else "cpu")
     net = (CourseUNet() if args.baseline else ConditionalUNet(ModelConfig())).to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
-    model = torch.compile(net) if args.compile else net
+    trained = net if args.baseline else training_module(net, DiffusionConfig()).to(device)  # as the trainer
+    model = torch.compile(trained) if args.compile else trained
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=cuda)
     schedule = NoiseSchedule(linear_betas()).to(device)
     images = torch.randint(0, 256, (4096, 3, 64, 64), dtype=torch.uint8, device=device)

@@ -146,6 +146,16 @@ def resolve_device(config: TrainConfig) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def training_module(net: ConditionalUNet, diffusion: DiffusionConfig) -> torch.nn.Module:
+    """What the loss sees: the network in its training parameterisation, eps (EpsilonModel adds the skip) or v."""
+    return EpsilonModel(net, diffusion) if diffusion.prediction == "epsilon" else net
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Per-process batch when --batch-size is not given: 256 on CUDA, 32 on a CPU (the shipped CPU run)."""
+    return 256 if device.type == "cuda" else 32
+
+
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     if config.amp == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
@@ -218,7 +228,7 @@ def train(
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     device = resolve_device(config)
     if config.batch_size is None:
-        config = dataclasses.replace(config, batch_size=256 if device.type == "cuda" else 32)
+        config = dataclasses.replace(config, batch_size=default_batch_size(device))
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
@@ -257,10 +267,7 @@ def _train(config, resume, progress, max_steps, device, rank, world) -> Path:
         state = restore_training_state(tensors, meta, net, ema, optimizer, generator)
         if rank:  # the checkpoint holds rank 0's stream; other ranks continue on fresh, distinct streams
             generator.manual_seed(config.seed * 1000 + rank + world * state.step)
-    # The loss sees the network in its training parameterisation: eps (EpsilonModel adds the skip) or v.
-    trained = (
-        EpsilonModel(net, config.diffusion).to(device) if config.diffusion.prediction == "epsilon" else net
-    )
+    trained = training_module(net, config.diffusion).to(device)
     model = torch.nn.parallel.DistributedDataParallel(trained) if world > 1 else trained
     if config.compile if config.compile is not None else device.type == "cuda":
         model = torch.compile(model)
