@@ -4,6 +4,7 @@ excluded, then `--steps` timed steps.
 
     python bench/train_speed.py                       # shipped config; CUDA: compiled + bf16, batch 256
     python bench/train_speed.py --baseline --batch-size 64 --no-compile --amp off   # the course way
+    python bench/train_speed.py --conditioning tokens  # the cross-attention alternative
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from baseline import CourseUNet  # noqa: E402
 from common import device_name, save  # noqa: E402
 
 from fastddpm.loss import diffusion_loss  # noqa: E402
-from fastddpm.model import ConditionalUNet, ModelConfig, count_parameters  # noqa: E402
+from fastddpm.model import CONDITIONINGS, ConditionalUNet, ModelConfig, count_parameters  # noqa: E402
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule, linear_betas  # noqa: E402
 from fastddpm.train import default_batch_size, ema_update, training_module  # noqa: E402
 
@@ -30,6 +31,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", action="store_true", help="the course-style 64M UNet2DModel")
+    parser.add_argument("--conditioning", choices=CONDITIONINGS, default=ModelConfig.conditioning)
     parser.add_argument(
         "--batch-size", type=int, default=default_batch_size(torch.device("cuda" if cuda else "cpu"))
     )
@@ -39,7 +41,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10 if cuda else 1)
     args = parser.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
-    net = (CourseUNet() if args.baseline else ConditionalUNet(ModelConfig())).to(device)
+    config = ModelConfig(conditioning=args.conditioning)
+    net = (CourseUNet() if args.baseline else ConditionalUNet(config)).to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
     trained = net if args.baseline else training_module(net, DiffusionConfig()).to(device)  # as the trainer
     model = torch.compile(trained) if args.compile else trained
@@ -69,7 +72,7 @@ def main() -> None:
     warmup = timed(args.warmup)  # includes compilation
     seconds = timed(args.steps)
     rate = args.steps * args.batch_size / seconds
-    name = "course-style baseline" if args.baseline else "shipped config"
+    name = "course-style baseline" if args.baseline else f"shipped config, {args.conditioning} conditioning"
     print(
         f"{name}: {count_parameters(net) / 1e6:.1f}M parameters, batch {args.batch_size}, compile {args.compile}, "
         f"amp {args.amp}: {rate:,.1f} images/s on {device_name(device)} (warm-up {warmup:.0f} s)"

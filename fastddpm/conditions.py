@@ -1,8 +1,8 @@
 """The 24-class i-CLEVR vocabulary and every form a condition takes.
 
-A condition is a list of object names such as ["red sphere", "cyan cube"]. The models see it as
-- a multi-hot vector (24,) in the course's class order (shape-major: cube 0-7, sphere 8-15, cylinder 16-23), or
-- per-object tokens (shape id, color id), one row per object, padded with -1, for token conditioning.
+A condition is a list of object names such as ["red sphere", "cyan cube"]. The models see it as a multi-hot vector
+(24,) in the course's class order (shape-major: cube 0-7, sphere 8-15, cylinder 16-23); a token-conditioned model
+turns it into one token per object itself (model.ObjectTokens), so every model has the same inputs.
 The all-zero multi-hot vector is the null condition used by classifier-free guidance.
 """
 
@@ -104,20 +104,6 @@ def multi_hot(label_lists: Sequence[Sequence[str]]) -> torch.Tensor:
 def labels_from_multi_hot(vectors: torch.Tensor) -> list[LabelList]:
     """(B, 24) multi-hot -> label lists in class order (the vector forgets the insertion order)."""
     return [[CLASSES[i] for i in row.nonzero().flatten().tolist()] for row in vectors]
-
-
-def object_tokens(label_lists: Sequence[Sequence[str]], max_objects: int) -> torch.Tensor:
-    """Label lists -> (B, max_objects, 2) long tensor of (shape id, color id), padded with -1."""
-    out = torch.full((len(label_lists), max_objects, 2), -1, dtype=torch.long)
-    for row, labels in enumerate(label_lists):
-        for slot, index in enumerate(validate_labels(list(labels), max_objects=max_objects)):
-            out[row, slot] = torch.tensor(split_class(index))
-    return out
-
-
-def labels_from_tokens(tokens: torch.Tensor) -> list[LabelList]:
-    """(B, K, 2) tokens -> label lists in slot order."""
-    return [[CLASSES[class_id(s, c)] for s, c in row.tolist() if s >= 0] for row in tokens]
 
 
 def _load_json(path: str | Path) -> Any:

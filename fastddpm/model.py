@@ -1,8 +1,11 @@
-"""The conditional UNet: diffusers' UNet2DModel blocks behind a pixel-(un)shuffle stem, conditioned on the
-multi-hot label vector through a learned embedding added to the timestep embedding.
+"""The conditional UNet: diffusers UNet blocks behind a pixel-(un)shuffle stem, conditioned on the multi-hot label
+vector in one of two ways (ModelConfig.conditioning):
+- "multihot" (shipped): UNet2DModel; a learned embedding of the vector is added to the timestep embedding.
+- "tokens": UNet2DConditionModel; cross-attention to one token per object (color embedding + shape embedding).
+The comparison that chose between them is in bench/results/conditioning.md.
 
 Export-friendly: forward(x, t, cond) takes three tensors and returns one, with no Python branching on tensor values;
-the null condition (all-zero multi-hot) selects a learned embedding with torch.where.
+the null condition (all-zero multi-hot) selects a learned embedding (or token) arithmetically.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fastddpm.conditions import NUM_CLASSES
+from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.errors import UsageError
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule
+
+
+CONDITIONINGS = ("multihot", "tokens")
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,11 @@ class ModelConfig:
     layers_per_block: int = 1  # ResNet blocks per level on the way down (one more on the way up)
     norm_groups: int = 32  # GroupNorm groups
     attention_head_dim: int = 32  # channels per attention head
+    conditioning: str = "multihot"  # multihot | tokens (see the module docstring)
 
     def __post_init__(self) -> None:
+        if self.conditioning not in CONDITIONINGS:
+            raise UsageError(f"conditioning {self.conditioning!r} is not one of {', '.join(CONDITIONINGS)}")
         object.__setattr__(self, "block_channels", tuple(self.block_channels))
         object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
         if self.image_size % self.patch_size or (self.image_size // self.patch_size) % 2 ** (
@@ -50,30 +59,74 @@ class ModelConfig:
         return self.block_channels[0] * 4
 
 
+def _block_types(config: ModelConfig, attention: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """diffusers down/up block names: `attention` blocks ("Attn" or "CrossAttn") at the configured levels."""
+    levels = len(config.block_channels)
+    down = tuple(
+        f"{attention}DownBlock2D" if i in config.attention_levels else "DownBlock2D" for i in range(levels)
+    )
+    up = tuple(
+        f"{attention}UpBlock2D" if levels - 1 - i in config.attention_levels else "UpBlock2D"
+        for i in range(levels)
+    )
+    return down, up
+
+
+class ObjectTokens(nn.Module):
+    """The condition as a set of tokens: one per object present (its color's embedding + its shape's, so a token
+    binds the two), plus an always-visible null token, which is the whole condition when the multi-hot vector is
+    zero (and keeps the attention from ever facing an empty set)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.color = nn.Parameter(torch.randn(len(COLORS), dim))
+        self.shape = nn.Parameter(torch.randn(len(SHAPES), dim))
+        self.null = nn.Parameter(torch.randn(1, dim))
+        shape_and_color = torch.tensor([split_class(i) for i in range(NUM_CLASSES)])  # (24, 2)
+        self.register_buffer("shape_ids", shape_and_color[:, 0], persistent=False)
+        self.register_buffer("color_ids", shape_and_color[:, 1], persistent=False)
+
+    def forward(self, cond: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 24) multi-hot -> tokens (B, 25, dim) and their attention mask (B, 25), 1 = visible."""
+        table = torch.cat([self.null, self.color[self.color_ids] + self.shape[self.shape_ids]])  # (25, dim)
+        tokens = table.to(dtype).expand(cond.shape[0], -1, -1)
+        mask = torch.cat([torch.ones_like(cond[:, :1]), cond], dim=1)
+        return tokens, mask
+
+
 class ConditionalUNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        from diffusers import UNet2DModel
+        from diffusers import UNet2DConditionModel, UNet2DModel
 
         self.config = config
-        levels = len(config.block_channels)
-        down = tuple(
-            "AttnDownBlock2D" if i in config.attention_levels else "DownBlock2D" for i in range(levels)
-        )
-        up = tuple(
-            "AttnUpBlock2D" if levels - 1 - i in config.attention_levels else "UpBlock2D"
-            for i in range(levels)
-        )
         patch_channels = 3 * config.patch_size**2
-        self.unet = UNet2DModel(
+        shared = dict(
             sample_size=config.image_size // config.patch_size,
             in_channels=patch_channels,
             out_channels=patch_channels,
             block_out_channels=config.block_channels,
-            down_block_types=down,
-            up_block_types=up,
             layers_per_block=config.layers_per_block,
             norm_num_groups=config.norm_groups,
+        )
+        if config.conditioning == "tokens":
+            down, up = _block_types(config, "CrossAttn")
+            token_dim = config.block_channels[-1]
+            self.unet = UNet2DConditionModel(
+                **shared,
+                down_block_types=down,
+                up_block_types=up,
+                cross_attention_dim=token_dim,
+                # diffusers reads this as heads per level here (a known naming quirk of UNet2DConditionModel)
+                attention_head_dim=tuple(c // config.attention_head_dim for c in config.block_channels),
+            )
+            self.tokens = ObjectTokens(token_dim)
+            return
+        down, up = _block_types(config, "Attn")
+        self.unet = UNet2DModel(
+            **shared,
+            down_block_types=down,
+            up_block_types=up,
             attention_head_dim=config.attention_head_dim,
             class_embed_type="identity",  # our condition embedding is added to the timestep embedding
         )
@@ -88,10 +141,14 @@ class ConditionalUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """x (B, 3, 64, 64) noisy images, t (B,) timesteps, cond (B, 24) multi-hot -> (B, 3, 64, 64) prediction."""
-        is_null = (cond.sum(-1, keepdim=True) == 0).to(x.dtype)  # (B, 1)
-        emb = self.cond_embed(cond.to(x.dtype)) * (1 - is_null) + self.null_embed.to(x.dtype) * is_null
         patches = nn.functional.pixel_unshuffle(x, self.config.patch_size)  # (B, 3 p^2, 64/p, 64/p)
-        out = self.unet(patches, t, class_labels=emb).sample
+        if self.config.conditioning == "tokens":
+            tokens, mask = self.tokens(cond.to(x.dtype), x.dtype)
+            out = self.unet(patches, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
+        else:
+            is_null = (cond.sum(-1, keepdim=True) == 0).to(x.dtype)  # (B, 1)
+            emb = self.cond_embed(cond.to(x.dtype)) * (1 - is_null) + self.null_embed.to(x.dtype) * is_null
+            out = self.unet(patches, t, class_labels=emb).sample
         return nn.functional.pixel_shuffle(out, self.config.patch_size)
 
 

@@ -31,11 +31,13 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
-def make_tiny_model(folder: Path, seed: int = 0, render_seed: int | None = 5) -> Path:
+def make_tiny_model(
+    folder: Path, seed: int = 0, render_seed: int | None = 5, conditioning: str = "multihot"
+) -> Path:
     from fastddpm.model import ConditionalUNet, ModelCard, ModelConfig, save_model
 
     torch.manual_seed(seed)
-    config = ModelConfig(**TINY_MODEL)
+    config = ModelConfig(**TINY_MODEL, conditioning=conditioning)
     net = ConditionalUNet(config)
     info = (
         {"render": {"seed": render_seed, "max_objects": 3, "labels_sha256": None, "device": "cpu"}}

@@ -30,6 +30,14 @@ def test_onnx_parity_at_batch_1_7_32(exported):
     onnx.checker.check_model(str(path))
 
 
+def test_token_model_exports_with_parity(tmp_path):
+    model = make_tiny_model(tmp_path / "tokens", conditioning="tokens")
+    _, record = export_onnx(
+        model, tmp_path / "export", "fp32", UNetIO(batch_min=1, batch_opt=8, batch_max=64)
+    )
+    assert all(row["relative"] <= 1e-3 for row in record.parity)
+
+
 def test_metadata_round_trip(exported, tiny_model):
     _, path, record = exported
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL, make_tiny_model
+from fastddpm.conditions import CLASS_INDEX, COLORS
 from fastddpm.errors import UsageError
 from fastddpm.model import ConditionalUNet, EpsilonModel, ModelConfig, load_model
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule
@@ -24,6 +25,26 @@ def test_shapes_and_the_null_condition():
         net.null_embed.add_(1.0)  # only the null rows (0 and 2) may change
         changed = (net(x, t, cond) - out).abs().flatten(1).amax(1)
     assert changed[0] > 0 and changed[2] > 0 and changed[1] == 0
+
+
+def test_tokens_see_only_the_objects_present():
+    torch.manual_seed(0)
+    net = ConditionalUNet(ModelConfig(**TINY_MODEL, conditioning="tokens")).eval()
+    x, t = torch.randn(2, 3, 64, 64), torch.tensor([300, 300])
+    cond = torch.zeros(2, 24)
+    cond[1, CLASS_INDEX["red sphere"]] = 1
+    with torch.no_grad():
+        out = net(x, t, cond)
+        net.tokens.color[COLORS.index("yellow")].add_(1.0)  # no yellow object: nothing may change
+        assert torch.equal(net(x, t, cond), out)
+        net.tokens.color[COLORS.index("red")].add_(1.0)  # only the red sphere's row may change
+        changed = (net(x, t, cond) - out).abs().flatten(1).amax(1)
+    assert changed[0] == 0 and changed[1] > 0
+
+
+def test_unknown_conditioning_names_the_choices():
+    with pytest.raises(UsageError, match="'words' is not one of multihot, tokens"):
+        ModelConfig(conditioning="words")
 
 
 def test_epsilon_skip_is_the_linear_guess():
@@ -56,6 +77,8 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
     folder = make_tiny_model(tmp_path / "m")
     net, card = load_model(folder)
     assert card.model == ModelConfig(**TINY_MODEL)
+    tokens_folder = make_tiny_model(tmp_path / "tokens", conditioning="tokens")
+    assert load_model(tokens_folder)[1].model.conditioning == "tokens"
     (folder / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(UsageError, match="does not match"):
         load_model(folder)

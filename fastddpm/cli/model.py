@@ -89,6 +89,13 @@ def train(
     patch: Annotated[
         int, typer.Option(help="Pixel-unshuffle factor of the stem.", rich_help_panel="Model")
     ] = 4,
+    conditioning: Annotated[
+        str,
+        typer.Option(
+            help="multihot (embedding added to the timestep's) or tokens (cross-attention, one per object).",
+            rich_help_panel="Model",
+        ),
+    ] = "multihot",
     eval_minutes: Annotated[
         float, typer.Option(help="Minutes between quick evaluations (0: off).", rich_help_panel="Evaluation")
     ] = 10.0,
@@ -109,6 +116,7 @@ def train(
         patch_size=patch,
         block_channels=int_tuple(channels, "--channels"),
         attention_levels=int_tuple(attention, "--attention"),
+        conditioning=conditioning,
     )
     config = TrainConfig(
         data=str(data),
