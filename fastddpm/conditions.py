@@ -43,10 +43,6 @@ class ConditionError(UsageError):
     """A label list or label file that does not follow the i-CLEVR vocabulary or layout."""
 
 
-def class_id(shape: int, color: int) -> int:
-    return shape * len(COLORS) + color
-
-
 def split_class(index: int) -> tuple[int, int]:
     """Class index -> (shape id, color id)."""
     return divmod(index, len(COLORS))

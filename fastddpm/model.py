@@ -86,10 +86,10 @@ class ObjectTokens(nn.Module):
         self.register_buffer("shape_ids", shape_and_color[:, 0], persistent=False)
         self.register_buffer("color_ids", shape_and_color[:, 1], persistent=False)
 
-    def forward(self, cond: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 24) multi-hot -> tokens (B, 25, dim) and their attention mask (B, 25), 1 = visible."""
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 24) multi-hot -> tokens (B, 25, dim) and their attention mask (B, 25), 1 = visible; in cond's dtype."""
         table = torch.cat([self.null, self.color[self.color_ids] + self.shape[self.shape_ids]])  # (25, dim)
-        tokens = table.to(dtype).expand(cond.shape[0], -1, -1)
+        tokens = table.to(cond.dtype).expand(cond.shape[0], -1, -1)
         mask = torch.cat([torch.ones_like(cond[:, :1]), cond], dim=1)
         return tokens, mask
 
@@ -143,7 +143,7 @@ class ConditionalUNet(nn.Module):
         """x (B, 3, 64, 64) noisy images, t (B,) timesteps, cond (B, 24) multi-hot -> (B, 3, 64, 64) prediction."""
         patches = nn.functional.pixel_unshuffle(x, self.config.patch_size)  # (B, 3 p^2, 64/p, 64/p)
         if self.config.conditioning == "tokens":
-            tokens, mask = self.tokens(cond.to(x.dtype), x.dtype)
+            tokens, mask = self.tokens(cond.to(x.dtype))
             out = self.unet(patches, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
         else:
             is_null = (cond.sum(-1, keepdim=True) == 0).to(x.dtype)  # (B, 1)
