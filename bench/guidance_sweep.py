@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_name, save  # noqa: E402
+from common import save  # noqa: E402
 
 from fastddpm.backends import make_backend  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.evaluator import Evaluator  # noqa: E402
-from fastddpm.generate import SampleSettings  # noqa: E402
+from fastddpm.configs import SampleSettings  # noqa: E402
 from fastddpm.model import load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
-from fastddpm.sample import resolve_dtype  # noqa: E402
+from fastddpm.runtime import device_name, resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
 from fastddpm.scoring import mean_spread, score_splits  # noqa: E402
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_name, save  # noqa: E402
+from common import save  # noqa: E402
 
 from fastddpm.data.writer import render_dataset  # noqa: E402
+from fastddpm.runtime import device_name  # noqa: E402
 
 
 def main() -> None:

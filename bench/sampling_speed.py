@@ -10,7 +10,6 @@ throughput (4,096 images, DDIM-20) with model FLOP utilisation. Random baseline 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -19,12 +18,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import CourseUNet  # noqa: E402
-from common import device_name, save, time_ms  # noqa: E402
+from common import save  # noqa: E402
 
 from fastddpm.backends import make_backend  # noqa: E402
-from fastddpm.generate import SampleSettings, generate, image_seeds  # noqa: E402
+from fastddpm.configs import SampleSettings  # noqa: E402
+from fastddpm.generate import generate, image_seeds  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
-from fastddpm.sample import resolve_dtype  # noqa: E402
+from fastddpm.runtime import device_name, latency_stats, resolve_dtype, time_ms  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
 
 H100_BF16_PEAK_TFLOPS = 989.0  # dense, datasheet (SXM); ~798 measured on the lent H100 with an 8k matmul
@@ -82,7 +82,7 @@ def main() -> None:
             {
                 "system": "course-style baseline, eager fp32",
                 "sampler": f"{sampler}-{steps}",
-                "ms_per_split": statistics.median(times),
+                "ms_per_split": latency_stats(times),
             }
         )
         print(rows[-1])
@@ -104,8 +104,7 @@ def main() -> None:
             {
                 "system": f"fastddpm, {'compiled bf16, one CUDA graph' if cuda else 'eager fp32'}",
                 "sampler": f"{sampler}-{steps}",
-                "ms_per_split": statistics.median(times),
-                "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))],
+                "ms_per_split": latency_stats(times),
             }
         )
         print(rows[-1])
@@ -113,7 +112,7 @@ def main() -> None:
     flops = flops_per_image(backend, device)
     settings = SampleSettings("ddim", 20, guidance=2.0, batch_size=min(big, 512))
     big_cond = torch.eye(24)[torch.arange(big) % 24]
-    ms = statistics.median(
+    ms = latency_stats(
         time_ms(
             lambda: generate(
                 backend, schedule, big_cond, image_seeds(1, big), settings, device, capture=cuda
@@ -121,7 +120,7 @@ def main() -> None:
             device,
             repeats=1 if args.quick else 3,
         )
-    )
+    )["median"]
     images_per_s = big / (ms / 1000)
     achieved = flops * 2 * 20 * big / (ms / 1000) / 1e12  # two network rows per image (guidance), 20 steps
     throughput = {

@@ -19,19 +19,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import CourseUNet  # noqa: E402
-from common import device_name, save  # noqa: E402
+from common import save  # noqa: E402
 
 from fastddpm.loss import diffusion_loss  # noqa: E402
-from fastddpm.model import CONDITIONINGS, ConditionalUNet, ModelConfig, count_parameters  # noqa: E402
-from fastddpm.schedule import DiffusionConfig, NoiseSchedule, linear_betas  # noqa: E402
-from fastddpm.train import default_batch_size, ema_update, training_module  # noqa: E402
+from fastddpm.configs import Conditioning, DiffusionConfig, ModelConfig  # noqa: E402
+from fastddpm.model import ConditionalUNet, count_parameters  # noqa: E402
+from fastddpm.runtime import device_name  # noqa: E402
+from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
+from fastddpm.train import ema_update  # noqa: E402
+from fastddpm.train_setup import default_batch_size, training_module  # noqa: E402
 
 
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", action="store_true", help="the course-style 64M UNet2DModel")
-    parser.add_argument("--conditioning", choices=CONDITIONINGS, default=ModelConfig.conditioning)
+    parser.add_argument("--conditioning", choices=Conditioning.names(), default=ModelConfig.conditioning)
     parser.add_argument(
         "--batch-size", type=int, default=default_batch_size(torch.device("cuda" if cuda else "cpu"))
     )

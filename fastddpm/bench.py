@@ -10,64 +10,29 @@ unless skipped. Results: a rich table, bench/results/<stamp>.json (+ .md, accura
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
-import platform
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from fastddpm.backends import check_backend, make_backend
-from fastddpm.conditions import LabelList, multi_hot
+from fastddpm.backends import make_backend
+from fastddpm.conditions import LabelList, multi_hot, read_test_labels
+from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
-from fastddpm.export import checkpoint_sha256
-from fastddpm.defaults import DEFAULT_GUIDANCE
-from fastddpm.generate import SampleSettings
+from fastddpm.export.artifacts import checkpoint_sha256
+from fastddpm.generate import SampleSettings, generate_split
 from fastddpm.model import load_card
-from fastddpm.samplers import DEFAULT_STEPS, check_sampler
+from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
+from fastddpm.samplers import SAMPLERS
 from fastddpm.schedule import NoiseSchedule
-from fastddpm.scoring import mean_spread, sample_split
+from fastddpm.scoring import mean_spread
 
-
-@dataclass(frozen=True)
-class BenchConfig:
-    samplers: tuple[str, ...] = ("ddim",)
-    steps: tuple[int, ...] = (50,)
-    backends: tuple[str, ...] = ("torch",)
-    splits: dict[str, list] = field(default_factory=dict)  # split name -> label lists
-    seeds: tuple[int, ...] = (0, 1, 2)  # sampling seeds, fixed before any score is seen
-    guidance: float = DEFAULT_GUIDANCE
-    eta: float = 0.0
-    reference: bool = True  # include the DDPM-1000 row
-    model_dir: str = "checkpoints/default"
-    evaluator: str | None = None  # None: the shipped stand-in
-    device: str = "auto"
-    dtype: str = "auto"
-    capture: bool = True  # CUDA only: one graph per denoising run
-    export_dir: str = "export"
-
-    def configurations(self) -> list[tuple[str, str, int]]:
-        """(backend, sampler, steps) rows, the reference first."""
-        for name in self.samplers:
-            check_sampler(name)
-        for name in self.backends:
-            check_backend(name)
-        if not self.splits:
-            raise UsageError(
-                "no splits to score: give --labels-file or a --data folder with test.json / new_test.json"
-            )
-        rows = [(b, "ddpm", 1000) for b in self.backends[:1]] if self.reference else []
-        rows += [
-            (b, s, n)
-            for b in self.backends
-            for s in self.samplers
-            for n in ((1000,) if s == "ddpm" else self.steps)
-        ]
-        return list(dict.fromkeys(rows))
+GPU_SEEDS, CPU_SEEDS = (0, 1, 2), (0,)  # sampling seeds when none are given, fixed before any score is seen
 
 
 @dataclass
@@ -82,85 +47,21 @@ class BenchRow:
     warmup_seconds: float
 
 
-class Timer:
-    """Wall time of one call, with CUDA events on a GPU (the device is synchronised at the end)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-
-    def __call__(self, fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
-        if not self.cuda:
-            start = time.perf_counter()
-            out = fn()
-            return out, (time.perf_counter() - start) * 1000
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        begin.record()
-        out = fn()
-        end.record()
-        torch.cuda.synchronize()
-        return out, begin.elapsed_time(end)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def bench_row(
-    backend,
-    backend_name: str,
-    schedule,
-    splits: dict[str, list[LabelList]],
-    settings: SampleSettings,
-    config: BenchConfig,
-    evaluator: Evaluator,
-    device: torch.device,
-    grids: dict,
-) -> BenchRow:
-    timer = Timer(device)
-    first = next(iter(splits.values()))
-    capture = config.capture and device.type == "cuda"
-    start = time.perf_counter()
-    # Warm-up: with capture it records the graph (and compiles), so it runs the configuration itself; without,
-    # one DDIM step is enough to initialise everything and saves minutes of DDPM-1000 on a CPU.
-    warm = settings if capture else dataclasses.replace(settings, sampler="ddim", steps=1, eta=0.0)
-    sample_split(backend, schedule, first, warm, config.seeds[0], device, capture)
-    warmup = time.perf_counter() - start
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times, accuracy = [], {}
-    for split, labels in splits.items():
-        per_seed = []
-        for seed in config.seeds:
-            run = functools.partial(sample_split, backend, schedule, labels, settings, seed, device, capture)
-            images, ms = timer(run)
-            times.append(ms)
-            per_seed.append(evaluator.accuracy(images, multi_hot(labels)))
-            if seed == config.seeds[0]:
-                grids[f"{backend_name}-{settings.sampler}-{settings.steps}-{split}"] = images
-        mean, std = mean_spread(per_seed)
-        accuracy[split] = {"mean": mean, "std": std, "per_seed": per_seed}
-    median = statistics.median(times)
-    return BenchRow(
-        backend=backend_name,
-        sampler=settings.sampler,
-        steps=settings.steps,
-        latency_ms={"median": median, "p90": percentile(times, 0.9), "runs": len(times)},
-        images_per_second=len(first) / (median / 1000),
-        peak_memory_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        accuracy=accuracy,
-        warmup_seconds=round(warmup, 2),
-    )
-
-
-def default_splits(model_dir: str | Path) -> dict[str, list[LabelList]]:
-    """The test splits of the data set the model was trained on, re-drawn from the render seed in its card."""
+def resolve_splits(
+    labels_files: list[Path] | None, data: Path | None, model_dir: str | Path
+) -> dict[str, list[LabelList]]:
+    """The splits to score: label files (named by their stem), a data folder's test.json / new_test.json, or by
+    default the test splits of the data set the model was trained on, re-drawn from the render seed in its card."""
+    if labels_files:
+        stems = [f.stem for f in labels_files]
+        if len(set(stems)) < len(stems):
+            raise UsageError(f"--labels-file names must differ (each names a split); got {stems}")
+        return {f.stem: read_test_labels(f) for f in labels_files}
+    if data:
+        return {n: read_test_labels(data / f"{n}.json") for n in ("test", "new_test")}
     from fastddpm.data import synth
 
-    card = load_card(model_dir)
-    render = card.info.get("render") or {}
+    render = load_card(model_dir).info.get("render") or {}
     if "seed" not in render or render.get("labels_sha256"):
         raise UsageError(
             f"{model_dir}'s card names no rendered data set; pass --labels-file FILE (repeatable) or --data DIR"
@@ -169,11 +70,64 @@ def default_splits(model_dir: str | Path) -> dict[str, list[LabelList]]:
     return {"test": test, "new_test": new_test}
 
 
+def default_seeds(device: str) -> tuple[int, ...]:
+    """0, 1, 2 on a GPU; 0 on a CPU (a split takes seconds there, not milliseconds)."""
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return GPU_SEEDS if on_gpu else CPU_SEEDS
+
+
+def bench_row(
+    backend,
+    backend_name: str,
+    schedule: NoiseSchedule,
+    settings: SampleSettings,
+    config: BenchConfig,
+    evaluator: Evaluator,
+    grids: dict,
+) -> BenchRow:
+    device = backend.device
+    first = next(iter(config.splits.values()))
+    capture = config.capture and backend.capturable and device.type == "cuda"
+    start = time.perf_counter()
+    # Warm-up: with capture it records the graph (and compiles), so it runs the configuration itself; without,
+    # one DDIM step is enough to initialise everything and saves minutes of DDPM-1000 on a CPU.
+    warm = settings if capture else dataclasses.replace(settings, sampler="ddim", steps=1, eta=0.0)
+    generate_split(backend, schedule, first, warm, config.seeds[0], device, capture)
+    warmup = time.perf_counter() - start
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times, accuracy = [], {}
+    for split, labels in config.splits.items():
+        per_seed = []
+        for seed in config.seeds:
+            run = functools.partial(
+                generate_split, backend, schedule, labels, settings, seed, device, capture
+            )
+            images, ms = timed_call(run, device)
+            times.append(ms)
+            per_seed.append(evaluator.accuracy(images, multi_hot(labels)))
+            if seed == config.seeds[0]:
+                grids[f"{backend_name}-{settings.sampler}-{settings.steps}-{split}"] = images
+        mean, std = mean_spread(per_seed)
+        accuracy[split] = {"mean": mean, "std": std, "per_seed": per_seed}
+    latency = latency_stats(times)
+    return BenchRow(
+        backend=backend_name,
+        sampler=settings.sampler,
+        steps=settings.steps,
+        latency_ms=latency,
+        images_per_second=len(first) / (latency["median"] / 1000),
+        peak_memory_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        accuracy=accuracy,
+        warmup_seconds=round(warmup, 2),
+    )
+
+
 def environment(config: BenchConfig, device: torch.device) -> dict:
+    import platform
+
     return {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -183,17 +137,18 @@ def environment(config: BenchConfig, device: torch.device) -> dict:
     }
 
 
-def run_bench(config: BenchConfig, progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """Run every configuration; returns the report (config, environment, rows) and the seed-0 sample grids."""
-    from fastddpm.sample import resolve_device, resolve_dtype
-
+def run_bench(
+    config: BenchConfig, command: str, progress: Callable[[int, int, str], None] | None = None
+) -> dict:
+    """Run every configuration; returns the stamped report (config, environment, rows, command) and the seed-0
+    sample grids."""
     rows_todo = config.configurations()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    splits = config.splits
     evaluator = Evaluator(config.evaluator, device)
-    card = load_card(config.model_dir)
-    schedule = NoiseSchedule.from_config(card.diffusion)
+    schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
+    for _, sampler, steps in rows_todo:  # every step count checked before any work
+        SAMPLERS[sampler].check_steps(steps, schedule.num_timesteps)
     backends, rows, grids = {}, [], {}
     for i, (backend_name, sampler, steps) in enumerate(rows_todo):
         if progress:
@@ -202,21 +157,9 @@ def run_bench(config: BenchConfig, progress: Callable[[int, int, str], None] | N
             backends[backend_name] = make_backend(
                 backend_name, config.model_dir, device, dtype, config.export_dir
             )
-        settings = SampleSettings(
-            sampler, steps, config.eta, config.guidance, batch_size=max(len(s) for s in splits.values())
-        )
+        settings = config.settings(sampler, steps)
         rows.append(
-            bench_row(
-                backends[backend_name],
-                backend_name,
-                schedule,
-                splits,
-                settings,
-                config,
-                evaluator,
-                device,
-                grids,
-            )
+            bench_row(backends[backend_name], backend_name, schedule, settings, config, evaluator, grids)
         )
     if progress:
         progress(len(rows_todo), len(rows_todo), "done")
@@ -225,5 +168,8 @@ def run_bench(config: BenchConfig, progress: Callable[[int, int, str], None] | N
         "environment": environment(config, device),
         "rows": [dataclasses.asdict(r) for r in rows],
         "grids": grids,
-        "default_steps": DEFAULT_STEPS,
+        "default_steps": {name: spec.default_steps for name, spec in SAMPLERS.items()},
+        "stamp": datetime.datetime.now().strftime("%Y%m%d-%H%M%S"),
+        "command": command,
+        "split_size": max(len(v) for v in config.splits.values()),
     }

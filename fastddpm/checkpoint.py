@@ -17,7 +17,9 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
 @dataclass
-class Progress:
+class TrainCounters:
+    """How far a run has come; saved in every checkpoint."""
+
     step: int = 0
     images_seen: int = 0
     train_seconds: float = 0.0  # wall time spent training (compile included, evaluation excluded)
@@ -44,7 +46,7 @@ def save_training_state(
     ema: nn.Module | None,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-    progress: Progress,
+    counters: TrainCounters,
     config: dict,
 ) -> None:
     tensors = {f"model/{k}": v.detach() for k, v in model.state_dict().items()}
@@ -56,7 +58,7 @@ def save_training_state(
     tensors["rng/generator"] = generator.get_state()
     tensors = {k: v.cpu() for k, v in tensors.items()}
     meta = {
-        "progress": progress.__dict__,
+        "progress": counters.__dict__,
         "optimizer": optim_meta,
         "config": config,
         "format": "fastddpm-train-1",
@@ -91,7 +93,7 @@ def restore_training_state(
     ema: nn.Module | None,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-) -> Progress:
+) -> TrainCounters:
     def part(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -104,4 +106,4 @@ def restore_training_state(
         raise UsageError(f"checkpoint does not fit this model: {str(err)[:300]}") from None
     torch.set_rng_state(tensors["rng/torch"])
     generator.set_state(tensors["rng/generator"])
-    return Progress(**meta["progress"])
+    return TrainCounters(**meta["progress"])

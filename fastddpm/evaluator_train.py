@@ -1,7 +1,14 @@
 """`fastddpm evaluator train`: the stand-in for the course's evaluator.
 
-Same architecture, input and checkpoint format as the course's; trained on rendered scenes of 1-5 objects, each
-image seen at 64x64 or blurred through 32x32 (as the course's evaluator was), and scored on held-out renders.
+Same architecture, input and checkpoint format as the course's; trained on rendered scenes (1-3 objects as the
+model sees them, 1-5 as the course's evaluator was trained), each image seen at 64x64 or blurred through 32x32 (as
+the course's evaluator was), with a validation render scored after every epoch. Writes a run folder:
+
+    OUT/evaluator.pth    {"model": state_dict} in fp16, loadable by the course's own code
+    OUT/evaluator.json   the config, data, wall time, machine and final validation accuracy
+    OUT/metrics.jsonl    loss and validation accuracy per epoch
+
+Ship it by copying OUT/evaluator.pth to checkpoints/evaluator.pth (the card says how it was made).
 """
 
 from __future__ import annotations
@@ -10,29 +17,25 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from fastddpm import atomic
+from fastddpm.configs import EvaluatorTrainConfig
 from fastddpm.data.reader import Dataset, load_dataset, to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import SCORE_BATCH, build_resnet18, topk_hits
+from fastddpm.runtime import autocast, device_name, resolve_device
+
+WEIGHTS_FILE, RECORD_FILE, METRICS_FILE = "evaluator.pth", "evaluator.json", "metrics.jsonl"
 
 
-@dataclass(frozen=True)
-class EvaluatorTrainConfig:
-    data: tuple[str, ...]  # rendered folders (1-5 object scenes), used together
-    holdout: str | None  # rendered 1-3 object scenes of another seed, never trained on
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    blur_prob: float = 0.5  # share of images seen through 32x32
-    seed: int = 0
-    half: bool = True  # save fp16 weights (22 MB instead of 45 MB)
+def blur_through_32(x: torch.Tensor) -> torch.Tensor:
+    """64 -> 32 -> 64: how the course's evaluator saw its training images."""
+    small = F.interpolate(x, size=32, mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(small, size=64, mode="bilinear", align_corners=False)
 
 
 def augment(x: torch.Tensor, blur_prob: float, generator: torch.Generator) -> torch.Tensor:
@@ -40,16 +43,19 @@ def augment(x: torch.Tensor, blur_prob: float, generator: torch.Generator) -> to
     flip = torch.rand(x.shape[0], generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     blur = torch.rand(x.shape[0], generator=generator) < blur_prob
-    small = F.interpolate(x, size=32, mode="bilinear", antialias=True, align_corners=False)
-    blurred = F.interpolate(small, size=64, mode="bilinear", align_corners=False)
-    return torch.where(blur[:, None, None, None], blurred, x)
+    return torch.where(blur[:, None, None, None], blur_through_32(x), x)
 
 
 @torch.no_grad()
-def holdout_accuracy(model: torch.nn.Module, data: Dataset) -> dict[str, float]:
-    """Micro top-k accuracy over the whole held-out set, and per object count."""
+def heldout_accuracy(model: torch.nn.Module, data: Dataset, blur: bool = False) -> dict[str, float]:
+    """Micro top-k accuracy (course formula) over a whole held-out set, and per object count."""
     model.eval()
-    scores = torch.cat([model(to_model_range(chunk)) for chunk in data.images.split(SCORE_BATCH)])
+    device = next(model.parameters()).device
+    chunks = []
+    for chunk in data.images.split(SCORE_BATCH):
+        x = to_model_range(chunk.to(device))
+        chunks.append(model(blur_through_32(x) if blur else x).float().cpu())
+    scores = torch.cat(chunks)
     counts = data.labels.sum(1).long()
     result = {}
     for n in [0, *sorted(set(counts.tolist()))]:
@@ -59,61 +65,91 @@ def holdout_accuracy(model: torch.nn.Module, data: Dataset) -> dict[str, float]:
     return result
 
 
-def train_evaluator(
-    config: EvaluatorTrainConfig,
-    out: str | Path,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> dict:
-    """Train, score on the held-out set, and save `out` (course format) plus `out`.json (config and results)."""
-    out = Path(out)
-    if config.epochs < 1 or config.batch_size < 1:
+def check_out(out: Path, force: bool) -> None:
+    """A run folder, never a file; an existing evaluator in it is replaced only with --force."""
+    if out.suffix == ".pth" or (out.exists() and not out.is_dir()):
+        raise UsageError(f"--out {str(out)!r} must be a run folder (it will hold {WEIGHTS_FILE}), not a file")
+    if (out / WEIGHTS_FILE).exists() and not force:
         raise UsageError(
-            f"--epochs and --batch-size must be positive; got {config.epochs}, {config.batch_size}"
+            f"{str(out / WEIGHTS_FILE)!r} exists; choose another --out or pass --force to replace it"
         )
-    if out.suffix != ".pth":
-        raise UsageError(f"--out must name a .pth file like checkpoints/evaluator.pth; got {str(out)!r}")
-    parts = [load_dataset(folder) for folder in config.data]
-    train = Dataset(
+
+
+def _combined(folders: tuple[str, ...]) -> Dataset:
+    parts = [load_dataset(folder) for folder in folders]
+    return Dataset(
         torch.cat([p.images for p in parts]),
         torch.cat([p.labels for p in parts]),
         [n for p in parts for n in p.names],
     )
-    holdout = load_dataset(config.holdout) if config.holdout else None
+
+
+def train_evaluator(
+    config: EvaluatorTrainConfig,
+    out: str | Path,
+    force: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """Train, score the validation render after every epoch, and write the run folder; returns its record."""
+    out = Path(out)
+    config.validate()
+    check_out(out, force)
+    device = resolve_device(config.device)
+    train = _combined(config.data)
+    validation = load_dataset(config.validation) if config.validation else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = build_resnet18()
+    model = build_resnet18().to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train.names) // config.batch_size
     total = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total, pct_start=0.1)
-    start, step = time.perf_counter(), 0
-    for _ in range(config.epochs):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS_FILE).unlink(missing_ok=True)
+    start, step, accuracy = time.perf_counter(), 0, None
+    for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(train.names), generator=generator)
+        losses = []
         for batch in order[: steps_per_epoch * config.batch_size].view(steps_per_epoch, -1):
             x = augment(to_model_range(train.images[batch]), config.blur_prob, generator)
-            loss = F.binary_cross_entropy(model(x), train.labels[batch])
+            x = x.to(device, memory_format=torch.channels_last)
+            with autocast(device, torch.bfloat16 if config.bf16 else None):
+                scores = model(x)
+            loss = F.binary_cross_entropy(scores.float(), train.labels[batch].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             step += 1
+            losses.append(loss.detach())
             if progress:
-                progress(step, total, f"loss {loss.item():.4f}")
+                progress(step, total, f"epoch {epoch}")
+        accuracy = heldout_accuracy(model, validation) if validation else None
+        record = {"epoch": epoch, "step": step, "seconds": round(time.perf_counter() - start, 1)}
+        record |= {"loss": torch.stack(losses).mean().item(), "validation": accuracy}
+        with open(out / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
     seconds = time.perf_counter() - start
     state = {
         k: (v.half() if config.half and v.is_floating_point() else v) for k, v in model.state_dict().items()
     }
-    with atomic.atomic_path(out) as tmp:
-        torch.save({"model": state}, tmp)
+    with atomic.atomic_path(out / WEIGHTS_FILE) as tmp:
+        torch.save({"model": {k: v.cpu().contiguous() for k, v in state.items()}}, tmp)
     report = {
         "config": dataclasses.asdict(config),
         "train_images": len(train.names),
+        "renders": {folder: _render_manifest(folder) for folder in config.data},
         "steps": step,
         "train_seconds": round(seconds, 1),
-        "holdout_images": len(holdout.names) if holdout else 0,
-        "holdout_accuracy": holdout_accuracy(model, holdout) if holdout else None,
+        "machine": device_name(device),
+        "validation_accuracy": accuracy,
         "torch": torch.__version__,
     }
-    atomic.write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    atomic.write_json(out / RECORD_FILE, report)
     return report
+
+
+def _render_manifest(folder: str) -> dict | None:
+    path = Path(folder) / "render.json"
+    return json.loads(path.read_text()) if path.is_file() else None

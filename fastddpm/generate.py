@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from fastddpm.defaults import DEFAULT_GUIDANCE
-from fastddpm.samplers import SAMPLERS, Callback, EpsFn, check_sampler, guided, noise_steps
+from fastddpm.conditions import LabelList, multi_hot
+from fastddpm.configs import SampleSettings
+from fastddpm.samplers import Callback, EpsFn, guided, sampler_spec
 from fastddpm.schedule import NoiseSchedule
 
 IMAGE_SHAPE = (3, 64, 64)
 SEED_STRIDE = 1_000_003  # image i of a run with seed s is drawn from seed s * SEED_STRIDE + i
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    sampler: str = "ddim"  # ddpm | ddim | dpmpp
-    steps: int = 50
-    eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
-    guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance scale; 1 = plain conditional model
-    batch_size: int = 32  # fixed chunk shape (padded at the end)
-
-    def __post_init__(self) -> None:
-        check_sampler(self.sampler)
 
 
 def image_seeds(seed: int, count: int) -> list[int]:
@@ -37,7 +25,7 @@ def image_noise(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """x_T (B, 3, 64, 64) and per-step noise (n, B, 3, 64, 64) or None, each image from its own generator, so an
     image never changes with the batch it is drawn in (same device, same seed -> same image)."""
-    n = noise_steps(settings.sampler, settings.steps, settings.eta)
+    n = sampler_spec(settings.sampler).noise_steps(settings.steps, settings.eta)
     x_T, noise = [], []
     for seed in seeds:
         g = torch.Generator(device).manual_seed(seed)
@@ -51,11 +39,12 @@ def denoise_fn(
     eps_fn: EpsFn, schedule: NoiseSchedule, settings: SampleSettings, callback: Callback | None = None
 ):
     """(x_T, cond, noise) -> x_0 for one chunk: the sampler with guidance bound in."""
-    sampler = SAMPLERS[settings.sampler]
+    spec = sampler_spec(settings.sampler)
+    spec.check_steps(settings.steps, schedule.num_timesteps)
     model = guided(eps_fn, settings.guidance)
 
     def run(x_T: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return sampler(
+        return spec(
             model, schedule, x_T, cond, steps=settings.steps, eta=settings.eta, noise=noise, callback=callback
         )
 
@@ -69,7 +58,7 @@ def generate(
     seeds: list[int],  # N per-image seeds
     settings: SampleSettings,
     device: torch.device | str = "cpu",
-    capture: bool = False,  # CUDA and a capturable backend only: replay each chunk from one captured graph
+    capture: bool = False,  # CUDA only: replay each chunk from one captured graph (a capturable eps_fn)
     progress: Callable[[int, int], None] | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
@@ -77,8 +66,11 @@ def generate(
     device = torch.device(device)
     if len(seeds) != cond.shape[0]:
         raise ValueError("one seed per condition")
+    capture = capture and device.type == "cuda"
+    if capture and callback is not None:
+        raise ValueError("a captured run replays a graph and never calls back: pass capture=False")
     run = denoise_fn(eps_fn, schedule, settings, callback)
-    if capture and device.type == "cuda" and getattr(eps_fn, "capturable", True):
+    if capture:
         from fastddpm.capture import CapturedRun
 
         run = CapturedRun(run)
@@ -97,3 +89,18 @@ def generate(
         if progress:
             progress(min(start + b, len(seeds)), len(seeds))
     return torch.cat(out)
+
+
+def generate_split(
+    eps_fn: EpsFn,
+    schedule: NoiseSchedule,
+    labels: list[LabelList],
+    settings: SampleSettings,
+    seed: int,
+    device: torch.device | str,
+    capture: bool = False,
+) -> torch.Tensor:
+    """One image per label list, image i drawn from seed `seed`'s i-th per-image seed: (N, 3, 64, 64) in [-1, 1]."""
+    return generate(
+        eps_fn, schedule, multi_hot(labels), image_seeds(seed, len(labels)), settings, device, capture
+    )

@@ -18,45 +18,9 @@ import torch
 from torch import nn
 
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
+from fastddpm.configs import DiffusionConfig, ModelConfig
 from fastddpm.errors import UsageError
-from fastddpm.schedule import DiffusionConfig, NoiseSchedule
-
-
-CONDITIONINGS = ("multihot", "tokens")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of ConditionalUNet; saved as config.json beside every checkpoint and export."""
-
-    image_size: int = 64  # pixels per side
-    patch_size: int = 4  # pixel-unshuffle factor: the UNet runs at image_size / patch_size
-    block_channels: tuple[int, ...] = (64, 128, 128)  # channels per UNet level
-    attention_levels: tuple[int, ...] = (1, 2)  # levels (0 = finest) with self-attention
-    layers_per_block: int = 1  # ResNet blocks per level on the way down (one more on the way up)
-    norm_groups: int = 32  # GroupNorm groups
-    attention_head_dim: int = 32  # channels per attention head
-    conditioning: str = "multihot"  # multihot | tokens (see the module docstring)
-
-    def __post_init__(self) -> None:
-        if self.conditioning not in CONDITIONINGS:
-            raise UsageError(f"conditioning {self.conditioning!r} is not one of {', '.join(CONDITIONINGS)}")
-        object.__setattr__(self, "block_channels", tuple(self.block_channels))
-        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
-        if self.image_size % self.patch_size or (self.image_size // self.patch_size) % 2 ** (
-            len(self.block_channels) - 1
-        ):
-            raise UsageError(
-                f"image size {self.image_size} does not divide into patches and {len(self.block_channels)} levels"
-            )
-        if any(c % self.norm_groups for c in self.block_channels):
-            raise UsageError(
-                f"every channel count {self.block_channels} must be divisible by norm_groups {self.norm_groups}"
-            )
-
-    @property
-    def embed_dim(self) -> int:
-        return self.block_channels[0] * 4
+from fastddpm.schedule import NoiseSchedule
 
 
 def _block_types(config: ModelConfig, attention: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastddpm.errors import UsageError
-
-SCHEDULES = ("linear", "cosine")
-PREDICTIONS = ("epsilon", "v")
+from fastddpm.configs import DiffusionConfig
 
 
 def linear_betas(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -35,27 +32,6 @@ def cosine_betas(timesteps: int = 1000, max_beta: float = 0.999) -> torch.Tensor
         min(1 - alpha_bar((i + 1) / timesteps) / alpha_bar(i / timesteps), max_beta) for i in range(timesteps)
     ]
     return torch.tensor(betas, dtype=torch.float32)
-
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    """How images are noised and what the network predicts; saved with every checkpoint."""
-
-    schedule: str = "linear"  # linear | cosine
-    timesteps: int = 1000
-    prediction: str = "epsilon"  # epsilon | v
-    # Epsilon prediction with a skip: eps = c(t) (x_t - sqrt(a_t) mean) + F(x_t, t, c), where c(t) x_t is the best
-    # linear guess of eps for data of this mean and std (Wiener filter). The network then learns only the
-    # residual instead of copying the noise through its channels (measured: without it, a 4x4-patch UNet kept an
-    # eps error of 0.02 at t = 999 where the linear guess has ~0). None: no skip.
-    skip_data_std: float | None = 0.1
-    skip_data_mean: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if self.prediction not in PREDICTIONS:
-            raise UsageError(f"prediction {self.prediction!r} is not one of {', '.join(PREDICTIONS)}")
 
 
 @dataclass(frozen=True)
@@ -98,22 +74,19 @@ class NoiseSchedule:
         return a / (1 - a)
 
     def timesteps(self, steps: int, spacing: str = "trailing") -> list[int]:
-        """`steps` decreasing timesteps for a sampler, as diffusers' timestep_spacing computes them:
+        """`steps` decreasing, distinct timesteps, as diffusers' timestep_spacing computes them:
         'leading' (DDIM paper: 0, k, 2k, ... reversed), 'trailing' (starts at T-1; better with few steps),
-        'linspace' (DPM-Solver's default)."""
+        'linspace' (rounded linspace over [0, T-1]; distinct for at most T // 2 steps)."""
         T = self.num_timesteps
-        if not 1 <= steps <= T:
-            raise UsageError(f"steps must be between 1 and {T}; got {steps}")
+        top = T // 2 if spacing == "linspace" else T
+        if not 1 <= steps <= top:
+            raise ValueError(f"{spacing} spacing gives 1 to {top} distinct timesteps; asked for {steps}")
         if spacing == "leading":
             ratio = T // steps
             return [int(i * ratio) for i in range(steps)][::-1]
         if spacing == "trailing":
             return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
         if spacing == "linspace":
-            if steps > T // 2:
-                raise UsageError(
-                    f"DPM-Solver++ takes at most {T // 2} steps (its timestep grid repeats beyond); got {steps}"
-                )
             grid = torch.linspace(0, T - 1, steps + 1, dtype=torch.float64).round().long().tolist()
             return grid[::-1][:-1]
-        raise UsageError(f"timestep spacing {spacing!r} is not one of leading, trailing, linspace")
+        raise ValueError(f"timestep spacing {spacing!r} is not one of leading, trailing, linspace")

@@ -1,31 +1,21 @@
-"""Sample a split's label lists and score them with the evaluator: the number every user reports."""
+"""Sample a split's label lists and score them with the evaluator: the number every user reports, and the quick
+evaluation a training run logs."""
 
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 
 from fastddpm.conditions import LabelList, multi_hot
+from fastddpm.data.reader import split_labels
+from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
-from fastddpm.generate import SampleSettings, generate, image_seeds
+from fastddpm.generate import SampleSettings, generate_split
+from fastddpm.runtime import autocast
 from fastddpm.samplers import EpsFn
-from fastddpm.schedule import NoiseSchedule
-
-
-def sample_split(
-    eps_fn: EpsFn,
-    schedule: NoiseSchedule,
-    labels: list[LabelList],
-    settings: SampleSettings,
-    seed: int,
-    device: torch.device | str,
-    capture: bool = False,
-) -> torch.Tensor:
-    """One image per label list, image i drawn from seed `seed`'s i-th per-image seed: (N, 3, 64, 64) in [-1, 1]."""
-    return generate(
-        eps_fn, schedule, multi_hot(labels), image_seeds(seed, len(labels)), settings, device, capture
-    )
+from fastddpm.schedule import DiffusionConfig, NoiseSchedule
 
 
 def score_splits(
@@ -42,7 +32,7 @@ def score_splits(
     return {
         name: [
             evaluator.accuracy(
-                sample_split(eps_fn, schedule, labels, settings, s, device, capture), multi_hot(labels)
+                generate_split(eps_fn, schedule, labels, settings, s, device, capture), multi_hot(labels)
             )
             for s in seeds
         ]
@@ -53,3 +43,47 @@ def score_splits(
 def mean_spread(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+class QuickEval:
+    """A training run's periodic check: `steps` DDIM steps on the data folder's test splits from the given
+    (EMA) network, one seed, scored by the evaluator (loaded at the first call; skipped with a note when there is
+    none or the data folder has no splits)."""
+
+    def __init__(
+        self,
+        data: str,  # data folder holding test.json / new_test.json
+        diffusion: DiffusionConfig,
+        device: torch.device,
+        steps: int,  # DDIM steps
+        guidance: float,
+        evaluator: str | None,  # None: the shipped stand-in
+    ) -> None:
+        self.splits = split_labels(data)
+        self.diffusion, self.device, self.evaluator_path = diffusion, device, evaluator
+        self.schedule = NoiseSchedule.from_config(diffusion).to(device)
+        self.settings = SampleSettings("ddim", steps, guidance=guidance)
+        self.evaluator: Evaluator | None = None
+
+    def __call__(self, net: torch.nn.Module) -> dict:
+        """{acc_<split>: accuracy, ..., eval_seconds} or {note: why nothing was scored, eval_seconds}."""
+        from fastddpm.model import EpsilonModel
+
+        start = time.perf_counter()
+        if not self.splits:
+            return {"note": "no test.json / new_test.json in the data folder", "eval_seconds": 0.0}
+        if self.evaluator is None:
+            try:
+                self.evaluator = Evaluator(self.evaluator_path, self.device)
+            except UsageError as err:
+                return {"note": str(err), "eval_seconds": 0.0}
+        eps = EpsilonModel(net, self.diffusion).to(self.device).eval()
+        amp = torch.bfloat16 if self.device.type == "cuda" else None
+        with torch.no_grad(), autocast(self.device, amp):
+            scores = score_splits(
+                eps, self.schedule, self.splits, self.settings, [0], self.evaluator, self.device
+            )
+        return {
+            **{f"acc_{name}": values[0] for name, values in scores.items()},
+            "eval_seconds": round(time.perf_counter() - start, 1),
+        }

@@ -34,7 +34,8 @@ def tiny_data(tmp_path_factory) -> Path:
 def make_tiny_model(
     folder: Path, seed: int = 0, render_seed: int | None = 5, conditioning: str = "multihot"
 ) -> Path:
-    from fastddpm.model import ConditionalUNet, ModelCard, ModelConfig, save_model
+    from fastddpm.configs import ModelConfig
+    from fastddpm.model import ConditionalUNet, ModelCard, save_model
 
     torch.manual_seed(seed)
     config = ModelConfig(**TINY_MODEL, conditioning=conditioning)

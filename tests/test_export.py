@@ -6,10 +6,12 @@ import torch
 
 from conftest import make_tiny_model
 from fastddpm.backends import make_backend
-from fastddpm.backends.io_spec import UNetIO, parse_batch_profile
 from fastddpm.errors import UsageError
-from fastddpm.export import checkpoint_sha256, export_onnx, find_export
-from fastddpm.generate import SampleSettings, generate, image_seeds
+from fastddpm.configs import SampleSettings
+from fastddpm.export.artifacts import checkpoint_sha256, find_export, sidecar_path
+from fastddpm.export.contract import UNetIO, parse_batch_profile
+from fastddpm.export.onnx_export import export_onnx
+from fastddpm.generate import generate, image_seeds
 from fastddpm.model import ModelCard, load_model
 from fastddpm.schedule import NoiseSchedule, linear_betas
 
@@ -17,13 +19,13 @@ from fastddpm.schedule import NoiseSchedule, linear_betas
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    path, record = export_onnx(tiny_model, out, "fp32", UNetIO(batch_min=1, batch_opt=8, batch_max=64))
+    path, record = export_onnx(tiny_model, out, "fp32", (1, 8, 64))
     return out, path, record
 
 
 def test_onnx_parity_at_batch_1_7_32(exported):
     out, path, record = exported
-    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert path.is_file() and sidecar_path(path).is_file()
     assert [row["batch"] for row in record.parity] == [1, 7, 32]
     assert all(row["relative"] <= 1e-3 for row in record.parity)
     assert record.tolerance == 1e-3 and record.precision == "fp32"
@@ -32,9 +34,7 @@ def test_onnx_parity_at_batch_1_7_32(exported):
 
 def test_token_model_exports_with_parity(tmp_path):
     model = make_tiny_model(tmp_path / "tokens", conditioning="tokens")
-    _, record = export_onnx(
-        model, tmp_path / "export", "fp32", UNetIO(batch_min=1, batch_opt=8, batch_max=64)
-    )
+    _, record = export_onnx(model, tmp_path / "export", "fp32", (1, 8, 64))
     assert all(row["relative"] <= 1e-3 for row in record.parity)
 
 
@@ -45,7 +45,7 @@ def test_metadata_round_trip(exported, tiny_model):
     _, card = load_model(tiny_model)
     assert ModelCard.from_json(meta["model_card"]) == card
     assert UNetIO(**json.loads(meta["io"])) == UNetIO(batch_min=1, batch_opt=8, batch_max=64)
-    sidecar = json.loads(path.with_suffix(".json").read_text())
+    sidecar = json.loads(sidecar_path(path).read_text())
     assert sidecar["checkpoint_sha256"] == record.checkpoint_sha256 and sidecar["parity"] == record.parity
 
 
@@ -82,6 +82,7 @@ def test_batch_outside_the_profile(exported, tiny_model):
     backend = make_backend("ort", tiny_model, torch.device("cpu"), export_dir=out)
     with pytest.raises(UsageError, match="outside the ONNX export's profile 1:8:64"):
         backend(torch.zeros(65, 3, 64, 64), torch.zeros(65, dtype=torch.long), torch.zeros(65, 24))
+    assert parse_batch_profile("1:8:64") == (1, 8, 64)
     with pytest.raises(UsageError, match="MIN:OPT:MAX"):
         parse_batch_profile("8:4")
     with pytest.raises(UsageError, match="1 <= MIN <= OPT <= MAX"):
@@ -95,10 +96,10 @@ def test_tensorrt_engine_matches_torch(exported, tiny_model):
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA GPU")
     from fastddpm.backends.tensorrt_backend import TrtBackend
-    from fastddpm.export_tensorrt import build_engine
+    from fastddpm.export.tensorrt_build import build_engine
 
     out, path, _ = exported
-    plan = build_engine(path, UNetIO(batch_min=1, batch_opt=8, batch_max=64))
+    plan = build_engine(path)
     cuda = torch.device("cuda")
     x, t, cond = (
         torch.randn(7, 3, 64, 64, device=cuda),
@@ -120,7 +121,7 @@ def test_trt_without_tensorrt_names_the_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorrt)
-    from fastddpm.export_tensorrt import import_tensorrt
+    from fastddpm.export.tensorrt_build import import_tensorrt
 
     with pytest.raises(UsageError, match=r"pip install 'fastddpm\[trt\]'"):
         import_tensorrt()

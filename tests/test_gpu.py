@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from fastddpm.backends import make_backend
-from fastddpm.generate import SampleSettings, generate, image_seeds
+from fastddpm.configs import SampleSettings
+from fastddpm.generate import generate, image_seeds
 from fastddpm.schedule import NoiseSchedule, linear_betas
 
 

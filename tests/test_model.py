@@ -4,8 +4,9 @@ import torch
 from conftest import TINY_MODEL, make_tiny_model
 from fastddpm.conditions import CLASS_INDEX, COLORS
 from fastddpm.errors import UsageError
-from fastddpm.model import ConditionalUNet, EpsilonModel, ModelConfig, load_model
-from fastddpm.schedule import DiffusionConfig, NoiseSchedule
+from fastddpm.configs import DiffusionConfig, ModelConfig
+from fastddpm.model import ConditionalUNet, EpsilonModel, load_model
+from fastddpm.schedule import NoiseSchedule
 
 
 class Zero(torch.nn.Module):

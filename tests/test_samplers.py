@@ -4,9 +4,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from fastddpm.generate import SampleSettings, generate, image_seeds
+from fastddpm.configs import DiffusionConfig, SampleSettings
+from fastddpm.generate import generate, image_seeds
 from fastddpm.samplers import guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
-from fastddpm.schedule import DiffusionConfig, NoiseSchedule, cosine_betas, linear_betas
+from fastddpm.schedule import NoiseSchedule, cosine_betas, linear_betas
 
 
 def dummy_eps(x, t, cond):
@@ -48,7 +49,7 @@ def test_ddim_equals_diffusers(inputs, schedule, steps):
     )
     assert torch.allclose(ours.alphas_cumprod, ref.alphas_cumprod, atol=1e-7)
     expected = diffusers_loop(ref, steps, x.clone(), cond)
-    got = sample_ddim(dummy_eps, ours, x.clone(), cond, steps=steps)
+    got = sample_ddim(dummy_eps, ours, x.clone(), cond, timesteps=ours.timesteps(steps, "trailing"))
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
 
 
@@ -62,8 +63,9 @@ def test_ddim_with_eta_equals_diffusers(inputs):
         y = ref.step(
             dummy_eps(y, torch.full((2,), int(t)), cond), t, y, eta=0.7, variance_noise=noise[i]
         ).prev_sample
+    schedule = NoiseSchedule(linear_betas())
     got = sample_ddim(
-        dummy_eps, NoiseSchedule(linear_betas()), x.clone(), cond, steps=20, eta=0.7, noise=noise
+        dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(20, "trailing"), eta=0.7, noise=noise
     )
     assert torch.allclose(got, y, atol=1e-5)
 
@@ -81,7 +83,8 @@ def test_ddpm_equals_diffusers(inputs, monkeypatch):
             "diffusers.schedulers.scheduling_ddpm.randn_tensor", lambda *a, _n=noise[i], **k: _n
         )
         y = ref.step(dummy_eps(y, torch.full((2,), int(t)), cond), t, y).prev_sample
-    got = sample_ddpm(dummy_eps, NoiseSchedule(linear_betas()), x.clone(), cond, steps=steps, noise=noise)
+    schedule = NoiseSchedule(linear_betas())
+    got = sample_ddpm(dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(steps, "leading"), noise=noise)
     assert torch.allclose(got, y, atol=1e-4), (got - y).abs().max()
 
 
@@ -90,7 +93,8 @@ def test_dpmpp_2m_equals_diffusers(inputs, steps):
     x, cond = inputs
     ref = DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint")
     expected = diffusers_loop(ref, steps, x.clone(), cond)
-    got = sample_dpmpp_2m(dummy_eps, NoiseSchedule(linear_betas()), x.clone(), cond, steps=steps)
+    schedule = NoiseSchedule(linear_betas())
+    got = sample_dpmpp_2m(dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(steps, "linspace"))
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
 
 
@@ -126,15 +130,19 @@ def test_ddim_1000_steps_eta_1_matches_ddpm_statistics():
     x = torch.randn(256, 3, 4, 4)
     noise = torch.randn(1000, *x.shape)
     cond = torch.zeros(256, 24)
-    ddpm = sample_ddpm(exact_eps, schedule, x, cond, steps=1000, noise=noise)
-    ddim = sample_ddim(exact_eps, schedule, x, cond, steps=1000, eta=1.0, noise=noise)
+    ddpm = sample_ddpm(exact_eps, schedule, x, cond, timesteps=schedule.timesteps(1000, "leading"), noise=noise)
+    ddim = sample_ddim(
+        exact_eps, schedule, x, cond, timesteps=schedule.timesteps(1000, "trailing"), eta=1.0, noise=noise
+    )
     for out in (ddpm, ddim):
         assert abs(out.mean()) < 0.02 and abs(out.std() - 0.3) < 0.02
     # Identical paths except where x_0 is clipped to [-1, 1] (DDIM's direction term keeps the unclipped eps).
     assert (ddpm - ddim).abs().lt(1e-3).float().mean() > 0.99
     # The deterministic samplers integrate the same law; DPM-Solver++ gets there in fewer steps than DDIM.
-    assert abs(sample_ddim(exact_eps, schedule, x, cond, steps=200).std() - 0.3) < 0.02
-    assert abs(sample_dpmpp_2m(exact_eps, schedule, x, cond, steps=50).std() - 0.3) < 0.01
+    ddim_200 = sample_ddim(exact_eps, schedule, x, cond, timesteps=schedule.timesteps(200, "trailing"))
+    assert abs(ddim_200.std() - 0.3) < 0.02
+    dpmpp_50 = sample_dpmpp_2m(exact_eps, schedule, x, cond, timesteps=schedule.timesteps(50, "linspace"))
+    assert abs(dpmpp_50.std() - 0.3) < 0.01
 
 
 def test_guidance_scale_one_is_the_conditional_model():
@@ -153,7 +161,7 @@ def test_guidance_scale_one_is_the_conditional_model():
     assert torch.allclose(out, e_u + 3.0 * (e_c - e_u))
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "dpmpp", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp", "ddpm", "unipc"])
 def test_images_do_not_depend_on_batch_composition(sampler):
     schedule = NoiseSchedule(linear_betas())
     cond = torch.eye(24)[:5]

@@ -13,9 +13,10 @@ from conftest import TINY_MODEL
 from fastddpm.checkpoint import CHECKPOINT_NAME
 from fastddpm.errors import UsageError
 from fastddpm.loss import diffusion_loss, drop_conditions
-from fastddpm.model import ConditionalUNet, ModelConfig
+from fastddpm.configs import ModelConfig, TrainConfig
+from fastddpm.model import ConditionalUNet
 from fastddpm.schedule import NoiseSchedule, linear_betas
-from fastddpm.train import TrainConfig, ema_update, train
+from fastddpm.train import ema_update, train
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:

@@ -18,6 +18,8 @@ BACKENDS = ("torch", "compile", "ort", "trt")
 
 
 class Backend(Protocol):
+    device: torch.device  # where x, t and cond should live
+    provider: str  # what runs it, for reports: "torch", "torch.compile", an ONNX Runtime provider, "TensorRT"
     capturable: bool  # may run inside a torch CUDA-graph capture (torch, compile, trt: yes; ort: no)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor: ...
@@ -36,6 +38,8 @@ def make_backend(
     export_dir: str | Path = "export",
 ) -> Backend:
     """Build a backend for the model in `model_dir`; ort / trt load the export made from it in `export_dir`."""
+    from fastddpm.export.artifacts import find_export
+
     check_backend(name)
     if name in ("torch", "compile"):
         from fastddpm.backends.torch_backend import TorchBackend
@@ -43,8 +47,6 @@ def make_backend(
 
         net, card = load_model(model_dir, device)
         return TorchBackend(EpsilonModel(net, card.diffusion), device, dtype, compile=name == "compile")
-    from fastddpm.export import find_export
-
     if name == "ort":
         from fastddpm.backends.onnxruntime_backend import OrtBackend
 

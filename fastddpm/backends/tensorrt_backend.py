@@ -3,18 +3,19 @@ current stream, so it composes with CUDA-graph capture and needs no host copies.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from fastddpm.backends.io_spec import UNetIO
 from fastddpm.errors import UsageError
-from fastddpm.export_tensorrt import import_tensorrt
+from fastddpm.export.artifacts import read_sidecar
+from fastddpm.export.contract import UNetIO
+from fastddpm.export.tensorrt_build import import_tensorrt
 
 
 class TrtBackend:
     capturable = True  # enqueues on torch's current stream, so a whole-run graph can record it
+    provider = "TensorRT"
 
     def __init__(self, path: str | Path, device: torch.device) -> None:
         trt = import_tensorrt()
@@ -23,8 +24,7 @@ class TrtBackend:
             raise UsageError("--backend trt runs on a CUDA device only")
         if not path.is_file():
             raise UsageError(f"TensorRT engine {str(path)!r} not found; run `fastddpm export --onnx --trt`")
-        sidecar = json.loads(path.with_suffix(".json").read_text())
-        self.io = UNetIO(**sidecar["profile"])
+        self.io = UNetIO(**read_sidecar(path)["io"])
         self.device = device
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:

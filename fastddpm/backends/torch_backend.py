@@ -20,7 +20,8 @@ class TorchBackend:
     ) -> None:
         model.net.to(device, dtype)  # the schedule buffer stays float32
         self.model = model.to(device).eval()
-        self.dtype = dtype
+        self.device, self.dtype = device, dtype
+        self.provider = "torch.compile" if compile else "torch"
         self.fn = torch.compile(self.model, dynamic=False) if compile else self.model
 
     @torch.no_grad()

@@ -1,20 +1,45 @@
-"""What every command shares: the stderr console, clean errors (exit code 2), progress bars, option parsing."""
+"""What every command shares: the consoles, one-line errors (exit code 2), progress bars, option parsing.
+
+Text is text: user values and help strings are never read as rich markup or emoji codes, and when output goes to
+a file or a CI log the consoles are wide enough that tables and paths stay whole.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
-
-from rich.console import Console
+from typing import Any, TypeVar
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 from fastddpm.errors import UsageError
 
-console = Console(stderr=True)
+LOG_WIDTH = 160  # columns when stdout / stderr is not a terminal
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else LOG_WIDTH
+    return Console(stderr=stderr, width=width, emoji=False, highlight=False)
+
+
+console = _console(stderr=True)  # messages and progress
+out_console = _console(stderr=False)  # results (tables)
 F = TypeVar("F", bound=Callable)
+
+
+def say(text: str) -> None:
+    """Print a message literally (no markup, no emoji), on stderr."""
+    console.print(text, markup=False, soft_wrap=True)
+
+
+def error_line(message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def clean_errors(fn: F) -> F:
@@ -25,15 +50,58 @@ def clean_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UsageError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            error_line(str(err))
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+class OneLineErrors(typer.core.TyperGroup):
+    """Parse errors (unknown option, value out of range, bad choice) as one line naming the value, exit code 2,
+    like every other bad input; help is printed as usual."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        _escape_help(self)
+        try:
+            code = super().main(*args, **kwargs)
+        except typer.Abort:
+            sys.exit(130)
+        except Exception as err:
+            if not hasattr(err, "format_message"):  # not a parse error (typer vendors click: match by shape)
+                raise
+            if type(err).__name__ == "NoArgsIsHelpError":
+                err.show()
+            else:
+                ctx = getattr(err, "ctx", None)
+                message = err.format_message().replace("Value error, ", "")  # pydantic's prefix, noise here
+                error_line(f"{message} (see `{ctx.command_path if ctx else 'fastddpm'} --help`)")
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def option(panel: str | None, help: str, *decls: str, **kwargs: Any) -> Any:
+    """One option's declaration: its help panel and text first, then typer's settings."""
+    return typer.Option(*decls, help=help, rich_help_panel=panel, **kwargs)
+
+
+def _escape_help(command: Any) -> None:
+    """Help as written: brackets like fastddpm[trt] are text, not rich markup (once per command tree)."""
+    if getattr(command, "_help_escaped", False):
+        return
+    command._help_escaped = True
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_help(sub)
+
+
 class ProgressBar:
     """A rich progress bar driven by a `(done, total, info="")` callback; it appears at the first update, so
-    input errors raised before any work print alone."""
+    input errors raised before any work print alone. In logs and pipes: a plain line every 30 s."""
 
     def __init__(self, description: str) -> None:
         from rich.progress import (
@@ -46,10 +114,10 @@ class ProgressBar:
         )
 
         self.bar = Progress(
-            TextColumn(f"[bold]{description}"),
+            TextColumn(f"[bold]{escape(description)}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -60,10 +128,10 @@ class ProgressBar:
         self.last_line = 0.0
 
     def __call__(self, done: int, total: int, info: str = "") -> None:
-        if not console.is_terminal:  # logs and pipes get a plain line every 30 s instead of a live bar
+        if not console.is_terminal:
             now = time.monotonic()
             if now - self.last_line > 30 or done >= total:
-                console.print(f"{self.description}: {done}/{total} {info}", highlight=False)
+                say(f"{self.description}: {done}/{total} {info}".rstrip())
                 self.last_line = now
             return
         if not self.started:
@@ -79,15 +147,27 @@ class ProgressBar:
             self.bar.stop()
 
 
-def int_tuple(text: str, option: str) -> tuple[int, ...]:
+def int_tuple(text: str, option: str, minimum: int | None = None) -> tuple[int, ...]:
+    """'64,128,128' -> (64, 128, 128); every value >= minimum when given."""
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UsageError(f"{option} takes comma-separated integers like 64,128,128; got {text!r}") from None
+    if not values:
+        raise UsageError(f"{option} needs at least one integer; got {text!r}")
+    low = [v for v in values if minimum is not None and v < minimum]
+    if low:
+        raise UsageError(f"{option} {low[0]} is out of range: each value must be >= {minimum}")
+    return values
 
 
-def csv(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+def csv(text: str, option: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """'ddim,dpmpp' -> ('ddim', 'dpmpp'), each one of `choices`."""
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    for value in values or (text,):
+        if value not in choices:
+            raise UsageError(f"{option} {value!r} is not one of {', '.join(choices)}")
+    return values
 
 
 def cpu_note(device: str) -> None:

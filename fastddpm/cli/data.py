@@ -1,19 +1,17 @@
-"""`fastddpm data ...` and `fastddpm evaluator ...`."""
+"""`fastddpm data render | check`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from fastddpm.cli.common import ProgressBar, clean_errors, console
+from fastddpm.cli.common import ProgressBar, clean_errors, say
+from fastddpm.configs import Device
 
 data_app = typer.Typer(
     help="Render a look-alike i-CLEVR data set, or check one you bring.", no_args_is_help=True
-)
-evaluator_app = typer.Typer(
-    help="The ResNet-18 evaluator: train the stand-in, or score images.", no_args_is_help=True
 )
 
 
@@ -21,82 +19,40 @@ evaluator_app = typer.Typer(
 @clean_errors
 def data_render(
     out: Annotated[
-        Path, typer.Option(help="Folder to write (the course's layout: iclevr/*.png, train.json, ...).")
+        Path,
+        typer.Option(
+            help="Folder to write (the course's layout: iclevr/*.png, train.json, ...); "
+            "an earlier render with the same settings is resumed."
+        ),
     ],
     scenes: Annotated[
-        int, typer.Option(help="Scenes to draw; each gives one image per object count (3 by default).")
+        int, typer.Option(min=1, help="Scenes to draw; each gives one image per object count.")
     ] = 6003,
-    seed: Annotated[int, typer.Option(help="Seed of labels, placement, jitter and the test splits.")] = 0,
-    device: Annotated[str, typer.Option(help="Where to ray-cast: cpu or cuda.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of labels, placement, jitter and the test splits.")
+    ] = 0,
+    device: Annotated[
+        Device, typer.Option(help="Where to ray-cast (auto takes the GPU when there is one).")
+    ] = Device.cpu,
     max_objects: Annotated[
-        int, typer.Option(help="Objects per scene: 3 as in i-CLEVR, 5 for evaluator data.")
+        int, typer.Option(min=1, max=5, help="Objects per scene: 3 as in i-CLEVR, 5 for evaluator data.")
     ] = 3,
-    labels: Annotated[
-        Path | None, typer.Option(help="Render the images of this train.json instead of drawing labels.")
+    train_labels: Annotated[
+        Optional[Path], typer.Option(help="Render the images of this train.json instead of drawing labels.")
     ] = None,
+    labels: Annotated[Optional[Path], typer.Option(hidden=True, help="Old name of --train-labels.")] = None,
 ) -> None:
     """Render the look-alike data set (resumable: images already written are skipped)."""
     from fastddpm.data.writer import render_dataset
 
     with ProgressBar("render") as bar:
-        report = render_dataset(out, scenes, seed, device, max_objects, labels, progress=bar)
-    console.print(
+        report = render_dataset(
+            out, scenes, seed, device.value, max_objects, train_labels or labels, progress=bar
+        )
+    say(
         f"{report.images} images in {out} ({report.rendered} rendered in {report.seconds:.1f} s, "
         f"{report.images_per_second:.1f} images/s); preview: {out / 'preview.png'}"
     )
-
-
-@evaluator_app.command("train")
-@clean_errors
-def evaluator_train(
-    data: Annotated[
-        list[Path],
-        typer.Option(
-            help="Rendered folder(s) to train on; repeat to combine (1-5 objects: `data render --max-objects 5`)."
-        ),
-    ],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write, in the course's format.")] = Path(
-        "checkpoints/evaluator.pth"
-    ),
-    holdout: Annotated[
-        Path | None, typer.Option(help="Rendered 1-3 object scenes of another seed, to score.")
-    ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over --data.")] = 4,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle).")] = 2e-3,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, order and augmentation.")] = 0,
-) -> None:
-    """Train the stand-in evaluator (ResNet-18, course format) and report its held-out accuracy."""
-    from fastddpm.evaluator_train import EvaluatorTrainConfig, train_evaluator
-
-    config = EvaluatorTrainConfig(
-        tuple(str(d) for d in data), str(holdout) if holdout else None, epochs, batch_size, lr, seed=seed
-    )
-    with ProgressBar("evaluator") as bar:
-        report = train_evaluator(config, out, progress=bar)
-    console.print(
-        f"saved {out} ({report['steps']} steps, {report['train_seconds']} s); "
-        f"held-out accuracy: {report['holdout_accuracy']}"
-    )
-
-
-@evaluator_app.command("score")
-@clean_errors
-def evaluator_score(
-    images: Annotated[Path, typer.Option(help="Folder of PNGs named 0.png, 1.png, ... in label-file order.")],
-    labels: Annotated[
-        list[Path], typer.Option(help="test.json-style label file(s); repeat for several splits.")
-    ],
-    evaluator: Annotated[
-        Path | None, typer.Option(help="Evaluator checkpoint (default: the shipped stand-in).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-) -> None:
-    """Score a folder of generated images against label files (one subfolder per split when several)."""
-    from fastddpm.evaluator_score import score_folder
-
-    for label_file, accuracy in score_folder(images, labels, evaluator, device).items():
-        console.print(f"{label_file}: accuracy {accuracy:.4f}")
 
 
 @data_app.command("check")
@@ -112,6 +68,6 @@ def data_check(
         dataset = load_dataset(data, progress=bar)
     stats = label_statistics(dataset.labels)
     splits = {name: len(labels) for name, labels in split_labels(data).items()}
-    console.print(f"{data}: {len(dataset.names)} images, cache {cache_path(data)}; test splits {splits}")
+    say(f"{data}: {len(dataset.names)} images, cache {cache_path(data)}; test splits {splits}")
     for key, value in stats.items():
-        console.print(f"  {key}: {value}")
+        say(f"  {key}: {value}")

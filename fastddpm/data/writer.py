@@ -23,6 +23,7 @@ from fastddpm import atomic
 from fastddpm.conditions import CLASS_INDEX, ConditionError, LabelList, read_train_labels
 from fastddpm.data import render, synth
 from fastddpm.errors import UsageError
+from fastddpm.runtime import resolve_device
 
 IMAGE_NAME = re.compile(r"^CLEVR_train_(\d{6})_(\d+)\.png$")
 RENDERER_VERSION = 2  # 1: exact sRGB curve; 2: 16k-entry sRGB table (bytes differ by at most one level)
@@ -95,15 +96,11 @@ def jobs_from_train_file(path: str | Path, max_objects: int) -> list[SceneJob]:
     return jobs
 
 
-def _validate(out: Path, scenes: int, max_objects: int, device: str) -> None:
+def _validate(out: Path, scenes: int, max_objects: int) -> None:
     if scenes < 1:
-        raise UsageError(f"--scenes must be at least 1; got {scenes}")
+        raise UsageError(f"--scenes {scenes} is out of range: at least 1")
     if not 1 <= max_objects <= 5:
-        raise UsageError(f"--max-objects must be between 1 and 5; got {max_objects}")
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be one of cpu, cuda; got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
+        raise UsageError(f"--max-objects {max_objects} is out of range: 1 to 5")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} exists and is not a folder")
 
@@ -111,6 +108,10 @@ def _validate(out: Path, scenes: int, max_objects: int, device: str) -> None:
 def _check_resumable(out: Path, config: RenderConfig) -> None:
     """Refuse to mix images of another render (or a user's real data) into this one."""
     manifest = out / "render.json"
+    if not manifest.is_file() and out.is_dir() and any(out.iterdir()):
+        raise UsageError(
+            f"{str(out)!r} already holds files that `fastddpm data render` did not write; choose another --out"
+        )
     if manifest.is_file():
         previous = json.loads(manifest.read_text())
         if previous != dataclasses.asdict(config):
@@ -118,10 +119,6 @@ def _check_resumable(out: Path, config: RenderConfig) -> None:
                 f"{str(out)!r} was rendered with {previous}; this call asks for {dataclasses.asdict(config)}. "
                 "Resume with the same settings or choose another --out."
             )
-    elif any((out / "iclevr").glob("*.png")) if (out / "iclevr").is_dir() else False:
-        raise UsageError(
-            f"{str(out)!r} already holds images that fastddpm did not render; choose another --out"
-        )
 
 
 def render_dataset(
@@ -135,7 +132,8 @@ def render_dataset(
 ) -> RenderReport:
     """Render (or finish rendering) a data set into `out`. Same seed -> same labels and pixels on the same device."""
     out = Path(out)
-    _validate(out, scenes, max_objects, device)
+    _validate(out, scenes, max_objects)
+    device = resolve_device(device).type  # cpu | cuda: part of what makes the pixels (render.json)
     jobs = (
         jobs_from_train_file(labels_file, max_objects)
         if labels_file

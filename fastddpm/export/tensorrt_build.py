@@ -6,15 +6,15 @@ on the project's own machines, so this path has not been run there (README: what
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from fastddpm import atomic
-from fastddpm.backends.io_spec import UNetIO
 from fastddpm.errors import UsageError
+from fastddpm.export.artifacts import file_sha256, read_sidecar, sidecar_path
+from fastddpm.export.contract import UNetIO
 
 TRT_MISSING = (
     "TensorRT is not installed: pip install 'fastddpm[trt]' (needs an NVIDIA GPU, driver and CUDA 12+)"
@@ -30,13 +30,15 @@ def import_tensorrt():
 
 
 def build_engine(
-    onnx_path: str | Path, io: UNetIO, workspace_gib: float = 4.0, timing_cache: str | Path | None = None
+    onnx_path: str | Path, workspace_gib: float = 4.0, timing_cache: str | Path | None = None
 ) -> Path:
-    """Build export/<stem>.plan beside the ONNX (same precision) with a JSON sidecar; returns the plan's path."""
+    """Build export/<stem>.plan beside the ONNX (same precision and batch profile, read from the ONNX's sidecar)
+    with its own sidecar; returns the plan's path."""
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
-    onnx_record = json.loads(onnx_path.with_suffix(".json").read_text())
+    onnx_record = read_sidecar(onnx_path)
     precision = onnx_record["precision"]
+    io = UNetIO(**onnx_record["io"])
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -72,15 +74,16 @@ def build_engine(
     target = onnx_path.with_suffix(".plan")
     atomic.write_bytes(target, bytes(plan))
     atomic.write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
-    sidecar = {
-        "onnx": str(onnx_path),
-        "checkpoint_sha256": onnx_record["checkpoint_sha256"],
-        "precision": precision,
-        "tensorrt": trt.__version__,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "profile": dataclasses.asdict(io),
-        "workspace_gib": workspace_gib,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    atomic.write_json(target.with_suffix(".json"), sidecar)
+    sidecar = dict(
+        onnx=str(onnx_path),
+        checkpoint_sha256=onnx_record["checkpoint_sha256"],
+        file_sha256=file_sha256(target),
+        precision=precision,
+        tensorrt=trt.__version__,
+        gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        io=dataclasses.asdict(io),
+        workspace_gib=workspace_gib,
+        seconds=round(time.perf_counter() - start, 1),
+    )
+    atomic.write_json(sidecar_path(target), sidecar)
     return target

@@ -1,0 +1,100 @@
+"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run_bench -> table and report files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+from fastddpm.cli.common import ProgressBar, clean_errors, cpu_note, csv, int_tuple, option, out_console, say
+from fastddpm.cli.options import (
+    DeviceOption,
+    DtypeOption,
+    EtaOption,
+    EvaluatorOption,
+    ExportDirOption,
+    GuidanceOption,
+    ModelDir,
+)
+from fastddpm.configs import BackendName, BenchConfig, Device, Dtype, SamplerName
+from fastddpm.errors import UsageError
+
+Samplers = Annotated[str, option("Grid", f"Comma list of {', '.join(SamplerName.names())}.")]
+Steps = Annotated[
+    str, option("Grid", "Comma list of step counts (ddpm, the reference, always runs its 1000).")
+]
+Backends = Annotated[str, option("Grid", f"Comma list of {', '.join(BackendName.names())}.")]
+Reference = Annotated[
+    bool,
+    option("Grid", "Include the DDPM-1000 row (minutes per split on a CPU).", "--reference/--no-reference"),
+]
+LabelsFiles = Annotated[
+    Optional[list[Path]],
+    option(
+        "Splits", "Split label file(s), e.g. the course's test.json and new_test.json; repeat for several."
+    ),
+]
+Data = Annotated[Optional[Path], option("Splits", "Use this data folder's test.json and new_test.json.")]
+Seeds = Annotated[
+    Optional[str],
+    option("Scoring", "Sampling seeds, fixed in advance.", show_default="0,1,2 on a GPU, 0 on a CPU"),
+]
+Capture = Annotated[bool, option("Runtime", "CUDA: one graph per denoising run.", "--capture/--no-capture")]
+Out = Annotated[
+    Path, option("Runtime", "Folder for the JSON, markdown, plot and grids.", "--out", "--results")
+]
+
+
+@clean_errors
+def bench(
+    sampler: Samplers = ",".join(BenchConfig.samplers),
+    steps: Steps = ",".join(map(str, BenchConfig.steps)),
+    backend: Backends = ",".join(BenchConfig.backends),
+    reference: Reference = BenchConfig.reference,
+    labels_file: LabelsFiles = None,
+    data: Data = None,
+    seeds: Seeds = None,
+    guidance: GuidanceOption = BenchConfig.guidance,
+    eta: EtaOption = BenchConfig.eta,
+    evaluator: EvaluatorOption = None,
+    model: ModelDir = None,
+    device: DeviceOption = Device.auto,
+    dtype: DtypeOption = Dtype.auto,
+    capture: Capture = BenchConfig.capture,
+    export_dir: ExportDirOption = Path(BenchConfig.export_dir),
+    out: Out = Path("bench/results"),
+) -> None:
+    """Latency and evaluator accuracy of samplers x steps x backends on both test splits.
+
+    --eta applies to the DDIM rows only. Accuracy is the mean ± std over the seeds, each split scored in one
+    evaluator call as the course does.
+    """
+    from fastddpm.bench import default_seeds, resolve_splits, run_bench
+    from fastddpm.bench_report import table, write_report
+    from fastddpm.paths import default_model_dir
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; bench writes its results into a folder")
+    model_dir = model or default_model_dir()
+    config = BenchConfig(
+        samplers=csv(sampler, "--sampler", SamplerName.names()),
+        steps=int_tuple(steps, "--steps", minimum=1),
+        backends=csv(backend, "--backend", BackendName.names()),
+        splits=resolve_splits(labels_file, data, model_dir),
+        seeds=int_tuple(seeds, "--seeds", minimum=0) if seeds else default_seeds(device.value),
+        guidance=guidance,
+        eta=eta,
+        reference=reference,
+        model_dir=str(model_dir),
+        evaluator=str(evaluator) if evaluator else None,
+        device=device.value,
+        dtype=dtype.value,
+        capture=capture,
+        export_dir=str(export_dir),
+    )
+    config.check()  # every row's settings, before any work
+    cpu_note(device.value)
+    with ProgressBar("bench") as bar:
+        report = run_bench(config, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
+    out_console.print(table(report))
+    say(f"results: {write_report(report, out)}")

@@ -1,0 +1,102 @@
+"""`fastddpm evaluator train | score`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fastddpm.cli.common import ProgressBar, clean_errors, say
+from fastddpm.cli.options import DeviceOption, EvaluatorOption
+from fastddpm.configs import Device, EvaluatorTrainConfig
+from fastddpm.errors import UsageError
+
+evaluator_app = typer.Typer(
+    help="The ResNet-18 evaluator: train the stand-in, or score images.", no_args_is_help=True
+)
+
+
+@evaluator_app.command("train")
+@clean_errors
+def evaluator_train(
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            help="Rendered folder(s) to train on; repeat to combine (1-5 objects: `data render --max-objects 5`)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Run folder for evaluator.pth (course format), evaluator.json and metrics.jsonl."),
+    ] = Path("runs/evaluator"),
+    force: Annotated[bool, typer.Option(help="Replace an evaluator.pth already in --out.")] = False,
+    validation: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--validation",
+            "--holdout",
+            help="A render of other seeds, scored after every epoch (never trained on).",
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over --data.")] = EvaluatorTrainConfig.epochs,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per step.")
+    ] = EvaluatorTrainConfig.batch_size,
+    lr: Annotated[
+        float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")
+    ] = EvaluatorTrainConfig.lr,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of initialisation, order and augmentation.")
+    ] = EvaluatorTrainConfig.seed,
+    device: DeviceOption = Device(EvaluatorTrainConfig.device),
+) -> None:
+    """Train the stand-in evaluator (ResNet-18, course format) into a run folder; ship it by copying
+    OUT/evaluator.pth to checkpoints/evaluator.pth."""
+    from fastddpm.evaluator_train import train_evaluator
+
+    config = EvaluatorTrainConfig(
+        data=tuple(str(d) for d in data),
+        validation=str(validation) if validation else None,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device.value,
+    )
+    with ProgressBar("evaluator") as bar:
+        report = train_evaluator(config, out, force=force, progress=bar)
+    say(
+        f"saved {out / 'evaluator.pth'} ({report['steps']} steps, {report['train_seconds']} s); "
+        f"validation accuracy: {report['validation_accuracy']}"
+    )
+
+
+@evaluator_app.command("score")
+@clean_errors
+def evaluator_score(
+    images: Annotated[
+        Path,
+        typer.Option(
+            help="Folder of PNGs named 0.png, 1.png, ... in label-file order "
+            "(one subfolder per label file when several)."
+        ),
+    ],
+    labels_file: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="test.json-style label file(s); repeat the option for several splits."),
+    ] = None,
+    labels: Annotated[
+        Optional[list[Path]], typer.Option(hidden=True, help="Old name of --labels-file.")
+    ] = None,
+    evaluator: EvaluatorOption = None,
+    device: DeviceOption = Device.auto,
+) -> None:
+    """Score a folder of generated images against label files with the course's formula."""
+    from fastddpm.evaluator_score import score_folder
+
+    files = (labels_file or []) + (labels or [])
+    if not files:
+        raise UsageError("give the label file(s) the images were made from: --labels-file test.json")
+    for label_file, accuracy in score_folder(images, files, evaluator, device.value).items():
+        say(f"{label_file}: accuracy {accuracy:.4f}")

@@ -1,0 +1,146 @@
+"""`fastddpm train`: options -> TrainConfig -> fastddpm.train.train; `--gpus N` relaunches under torchrun."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fastddpm.cli.common import ProgressBar, clean_errors, int_tuple, option, say
+from fastddpm.configs import (
+    Amp,
+    Conditioning,
+    Device,
+    DiffusionConfig,
+    ModelConfig,
+    Prediction,
+    Schedule,
+    TrainConfig,
+)
+
+
+Data = Annotated[Path, option("Run", "i-CLEVR folder in the course layout (`data render` makes one).")]
+Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")]
+Epochs = Annotated[float, option("Run", "Length of the LR schedule in passes over the data.")]
+Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget; the LR schedule follows it.")]
+Resume = Annotated[bool, option("Run", "Continue the run in --out (that folder, even if copied or moved).")]
+Gpus = Annotated[int, option("Run", "Launch torchrun with this many processes (DDP).", min=1)]
+DeviceOpt = Annotated[Device, option("Run", "auto takes the GPU when there is one.")]
+BatchSize = Annotated[
+    Optional[int],
+    option("Optimisation", "Images per step per process.", min=1, show_default="256 on CUDA, 32 on a CPU"),
+]
+Lr = Annotated[
+    float, option("Optimisation", "Peak learning rate (AdamW, warm-up then cosine), > 0.", min=0.0)
+]
+Ema = Annotated[bool, option("Optimisation", "Keep an EMA of the weights (what gets shipped).")]
+CondDrop = Annotated[
+    float, option("Optimisation", "Share of null conditions, for guidance; in [0, 1).", min=0.0, max=1.0)
+]
+Seed = Annotated[int, option("Optimisation", "Seed of init, batches and noise.", min=0)]
+Compile = Annotated[
+    Optional[bool],
+    option("Speed", "torch.compile the model.", "--compile/--no-compile", show_default="on CUDA"),
+]
+AmpOpt = Annotated[
+    Amp, option("Speed", "Autocast: auto is bf16 on CUDA, off on a CPU (bf16 measured slower there).")
+]
+ScheduleOpt = Annotated[Schedule, option("Model", "Noise schedule.")]
+PredictionOpt = Annotated[Prediction, option("Model", "Network target.")]
+Channels = Annotated[str, option("Model", "Channels per UNet level, comma-separated (multiples of 32).")]
+Attention = Annotated[
+    str, option("Model", "Levels with self-attention (0 = finest), comma-separated; '' for none.")
+]
+Patch = Annotated[int, option("Model", "Pixel-unshuffle factor of the stem (must divide 64).", min=1)]
+ConditioningOpt = Annotated[
+    Conditioning,
+    option("Model", "multihot (embedding added to the timestep's) or tokens (cross-attention)."),
+]
+EvalMinutes = Annotated[float, option("Evaluation", "Minutes between quick evaluations (0: off).", min=0.0)]
+Evaluator = Annotated[
+    Optional[Path], option("Evaluation", "Evaluator for the quick evaluations (default: the stand-in).")
+]
+
+
+def launch_torchrun(gpus: int, argv: list[str]) -> int:
+    """`fastddpm train --gpus N ...` -> `torchrun --nproc-per-node N -m fastddpm train ...` (without --gpus)."""
+    args, skip_value = [], False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+        elif arg == "--gpus":
+            skip_value = True
+        elif not arg.startswith("--gpus="):
+            args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
+    return subprocess.call([*cmd, "-m", "fastddpm", *args])
+
+
+@clean_errors
+def train(
+    data: Data,
+    out: Out,
+    epochs: Epochs = TrainConfig.epochs,
+    minutes: Minutes = TrainConfig.minutes,
+    resume: Resume = False,
+    gpus: Gpus = 1,
+    device: DeviceOpt = Device(TrainConfig.device),
+    batch_size: BatchSize = TrainConfig.batch_size,
+    lr: Lr = TrainConfig.lr,
+    ema: Ema = TrainConfig.ema,
+    cond_drop: CondDrop = TrainConfig.cond_drop,
+    seed: Seed = TrainConfig.seed,
+    compile: Compile = TrainConfig.compile,
+    amp: AmpOpt = Amp(TrainConfig.amp),
+    schedule: ScheduleOpt = Schedule(DiffusionConfig.schedule),
+    prediction: PredictionOpt = Prediction(DiffusionConfig.prediction),
+    channels: Channels = ",".join(map(str, ModelConfig.block_channels)),
+    attention: Attention = ",".join(map(str, ModelConfig.attention_levels)),
+    patch: Patch = ModelConfig.patch_size,
+    conditioning: ConditioningOpt = Conditioning(ModelConfig.conditioning),
+    eval_minutes: EvalMinutes = TrainConfig.eval_minutes,
+    evaluator: Evaluator = None,
+) -> None:
+    """Train the conditional DDPM; the defaults train the shipped configuration.
+
+    Ctrl-C or SIGTERM saves a checkpoint within a step and exits with 130 / 143; continue with --resume.
+    """
+    from fastddpm.train import train as run_training
+
+    if gpus > 1:
+        raise typer.Exit(launch_torchrun(gpus, sys.argv[1:]))
+    model = ModelConfig(
+        patch_size=patch,
+        block_channels=int_tuple(channels, "--channels", minimum=1),
+        attention_levels=int_tuple(attention, "--attention", minimum=0) if attention.strip() else (),
+        conditioning=conditioning.value,
+    )
+    config = TrainConfig(
+        data=str(data),
+        out=str(out),
+        epochs=epochs,
+        minutes=minutes,
+        batch_size=batch_size,
+        lr=lr,
+        ema=ema,
+        cond_drop=cond_drop,
+        amp=amp.value,
+        compile=compile,
+        device=device.value,
+        seed=seed,
+        eval_minutes=eval_minutes,
+        evaluator=str(evaluator) if evaluator else None,
+        model=model,
+        diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
+    )
+    with ProgressBar("train") as bar:
+        result = run_training(config, resume=resume, progress=bar)
+    if result.stopped_by is not None:
+        say(f"stopped at step {result.step}; continue with --resume (checkpoint in {out})")
+        raise typer.Exit(128 + result.stopped_by)
+    say(
+        f"finished at step {result.step}: EMA model in {result.model_dir}; metrics in {out / 'metrics.jsonl'}"
+    )

@@ -1,0 +1,188 @@
+"""Phase 1 of `fastddpm train`: build the run. Check the config (on --resume, take the saved one), then
+data, network, EMA, optimiser and generator, restored from the checkpoint on --resume. The loop is in train.py."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from fastddpm import atomic
+from fastddpm.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainCounters,
+    read_training_state,
+    restore_training_state,
+    save_training_state,
+)
+from fastddpm.configs import DiffusionConfig, TrainConfig
+from fastddpm.data.reader import load_dataset
+from fastddpm.errors import UsageError
+from fastddpm.model import ConditionalUNet, EpsilonModel, count_parameters
+from fastddpm.schedule import NoiseSchedule
+from fastddpm.scoring import QuickEval
+
+
+def training_module(net: ConditionalUNet, diffusion: DiffusionConfig) -> torch.nn.Module:
+    """What the loss sees: the network in its training parameterisation, eps (EpsilonModel adds the skip) or v."""
+    return EpsilonModel(net, diffusion) if diffusion.prediction == "epsilon" else net
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Per-process batch when --batch-size is not given: 256 on CUDA, 32 on a CPU (the shipped CPU run)."""
+    return 256 if device.type == "cuda" else 32
+
+
+@dataclass
+class Run:
+    """One training process: its data, networks, optimiser state and bookkeeping."""
+
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    images: torch.Tensor  # (N, 3, 64, 64) uint8 on the device
+    labels: torch.Tensor  # (N, 24) multi-hot on the device
+    net: ConditionalUNet  # the weights being trained
+    ema: torch.nn.Module | None
+    model: torch.nn.Module  # what the loss calls: net in its training form, maybe DDP-wrapped and compiled
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # batches, timesteps, noise and condition dropout
+    schedule: NoiseSchedule
+    counters: TrainCounters
+    total_steps: int  # the LR schedule's length in steps
+    quick_eval: QuickEval | None
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def fraction_done(self) -> float:
+        """How far along the LR schedule: by steps, or by wall time when --minutes is set (whichever is ahead)."""
+        minutes = self.config.minutes
+        by_time = self.counters.train_seconds / (minutes * 60) if minutes else 0.0
+        return max(self.counters.step / self.total_steps, by_time)
+
+    def log(self, **fields) -> None:
+        """Append one metrics.jsonl record (rank 0 only): step and training seconds, then `fields`."""
+        if self.rank:
+            return
+        record = {
+            "step": self.counters.step,
+            "train_seconds": round(self.counters.train_seconds, 2),
+            **fields,
+        }
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_training_state(
+                self.out / CHECKPOINT_NAME,
+                self.net,
+                self.ema,
+                self.optimizer,
+                self.generator,
+                self.counters,
+                self.config.to_dict(),
+            )
+
+
+def prepare_config(config: TrainConfig, resume: bool) -> TrainConfig:
+    """Validate; on --resume take the saved config of the run in `config.out` (that folder, wherever it was
+    made: a copied run continues in the copy), else refuse a folder that already holds a run."""
+    config.validate()
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; a run needs a folder")
+    if resume:
+        return load_run_config(out, config)
+    if (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
+        raise UsageError(
+            f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    return config
+
+
+def load_run_config(out: Path, config: TrainConfig) -> TrainConfig:
+    """On resume the saved config rules, but for where the run lives (the folder given) and its length."""
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier run")
+    try:
+        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise UsageError(f"--resume: {str(saved_path)!r} is not a fastddpm run config ({err})") from None
+    if saved.model != config.model or saved.diffusion != config.diffusion:
+        raise UsageError(
+            f"--resume: {out} was trained with model {saved.model} and diffusion {saved.diffusion}; "
+            f"this call asks for {config.model} and {config.diffusion}"
+        )
+    return dataclasses.replace(saved, out=str(out), epochs=config.epochs, minutes=config.minutes)
+
+
+def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int, world: int) -> Run:
+    """Data, network, EMA, optimiser and generator, restored from the checkpoint on --resume."""
+    out = Path(config.out)
+    # Data: rank 0 builds the decode cache once; the others wait for it.
+    if rank == 0:
+        data = load_dataset(config.data)
+        atomic.write_json(out / "config.json", config.to_dict())
+    if world > 1:
+        dist.barrier()
+    if rank:
+        data = load_dataset(config.data)
+    # Networks and optimiser, from the seed.
+    torch.manual_seed(config.seed)
+    net = ConditionalUNet(config.model).to(device)
+    ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
+    )
+    generator = torch.Generator(device).manual_seed(config.seed * 1000 + rank)
+    counters = TrainCounters()
+    # Resume: weights, moments, RNG states and counters from the checkpoint.
+    if resume:
+        tensors, meta = read_training_state(out / CHECKPOINT_NAME)
+        counters = restore_training_state(tensors, meta, net, ema, optimizer, generator)
+        if rank:  # the checkpoint holds rank 0's stream; other ranks continue on fresh, distinct streams
+            generator.manual_seed(config.seed * 1000 + rank + world * counters.step)
+    # The module the loss calls: training form, DDP, compiled.
+    model = training_module(net, config.diffusion).to(device)
+    model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if config.compile if config.compile is not None else device.type == "cuda":
+        model = torch.compile(model)
+    run = Run(
+        config=config,
+        device=device,
+        rank=rank,
+        world=world,
+        images=data.images.to(device),
+        labels=data.labels.to(device),
+        net=net,
+        ema=ema,
+        model=model,
+        optimizer=optimizer,
+        generator=generator,
+        schedule=NoiseSchedule.from_config(config.diffusion).to(device),
+        counters=counters,
+        total_steps=max(1, math.ceil(config.epochs * len(data.names) / (config.batch_size * world))),
+        quick_eval=_quick_eval(config, device) if rank == 0 and config.eval_minutes > 0 else None,
+    )
+    if not resume:
+        if rank == 0:
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        run.log(event="start", parameters=count_parameters(net), images=len(data.names), device=str(device))
+    return run
+
+
+def _quick_eval(config: TrainConfig, device: torch.device) -> QuickEval:
+    return QuickEval(
+        config.data, config.diffusion, device, config.eval_steps, config.eval_guidance, config.evaluator
+    )
