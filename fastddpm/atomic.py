@@ -11,9 +11,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fastddpm.errors import UsageError
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def check_output_folder(path: str | Path, option: str = "--out") -> Path:
+    """Before any work: `path` must be a folder or not exist yet, and be creatable and writable by us."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {str(path)!r} is a file; a folder is expected there")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{option} {str(path)!r} cannot be written: no write permission on {str(existing)!r}"
+        )
+    return path
 
 
 @contextlib.contextmanager

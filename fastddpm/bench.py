@@ -25,7 +25,8 @@ from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
 from fastddpm.export.artifacts import checkpoint_sha256
-from fastddpm.generate import SampleSettings, generate_split
+from fastddpm.configs import SampleSettings
+from fastddpm.generate import generate_split
 from fastddpm.model import load_card
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
 from fastddpm.samplers import SAMPLERS

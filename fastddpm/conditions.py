@@ -118,6 +118,8 @@ def read_test_labels(path: str | Path) -> list[LabelList]:
     if not isinstance(data, list):
         kind = "a dict (like train.json)" if isinstance(data, dict) else type(data).__name__
         raise ConditionError(f"{str(path)!r} must be a list of label lists like test.json; it is {kind}")
+    if not data:
+        raise ConditionError(f'{str(path)!r} holds no label lists: give at least one, like [["red sphere"]]')
     for i, labels in enumerate(data):
         validate_labels(labels, where=f"{path} entry {i}")
     return [[CLASSES[class_index(n)] for n in labels] for labels in data]

@@ -56,25 +56,29 @@ class Evaluator:
 
     def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu") -> None:
         self.path = Path(path) if path else default_evaluator_path()
+        expected = (
+            "a .pth file holding {'model': state_dict}: the course's checkpoint.pth or a run's evaluator.pth"
+        )
+        if self.path.is_dir():
+            raise UsageError(f"--evaluator {str(self.path)!r} is a folder; it takes {expected}")
         if not self.path.is_file():
             raise UsageError(
-                f"evaluator checkpoint {str(self.path)!r} not found: pass --evaluator PATH (the course's "
-                "checkpoint.pth or one from `fastddpm evaluator train`)"
+                f"evaluator checkpoint {str(self.path)!r} not found; --evaluator takes {expected}"
             )
         try:
             checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
             state = checkpoint["model"]
-        except Exception as err:  # noqa: BLE001 - any load failure is one clear message
+        except Exception:  # noqa: BLE001 - any load failure is one clear message (torch's own text confuses)
             raise UsageError(
-                f"{str(self.path)!r} is not a course evaluator checkpoint ({type(err).__name__}: {err})"
+                f"{str(self.path)!r} is not a course evaluator checkpoint: expected {expected}"
             ) from None
         self.device = torch.device(device)
         self.model = build_resnet18()
         try:
             self.model.load_state_dict({k: v.float() for k, v in state.items()})
-        except RuntimeError as err:
+        except (RuntimeError, AttributeError):
             raise UsageError(
-                f"{str(self.path)!r} does not hold a ResNet-18 with a 24-way fc: {err}"
+                f"{str(self.path)!r} does not hold a ResNet-18 with a 24-way fc (the course's evaluator)"
             ) from None
         self.model.to(self.device).eval()
 

@@ -11,6 +11,7 @@ from fastddpm.conditions import multi_hot, read_test_labels
 from fastddpm.data.reader import decode_image, to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
+from fastddpm.runtime import resolve_device
 
 
 def read_images(folder: Path, count: int) -> torch.Tensor:
@@ -21,7 +22,13 @@ def read_images(folder: Path, count: int) -> torch.Tensor:
         raise UsageError(
             f"{str(folder)!r} lacks {len(missing)} of the {count} images the label file needs, e.g. {missing[:5]}"
         )
-    return to_model_range(torch.from_numpy(np.stack([decode_image(f) for f in files])))
+    decoded = []
+    for f in files:
+        try:
+            decoded.append(decode_image(f))
+        except Exception as err:  # noqa: BLE001 - truncated, corrupt or not an image: name the file
+            raise UsageError(f"{str(f)!r} is not a readable PNG ({type(err).__name__})") from None
+    return to_model_range(torch.from_numpy(np.stack(decoded)))
 
 
 def score_folder(
@@ -30,10 +37,8 @@ def score_folder(
     """{label file: accuracy}. With one label file the PNGs sit in `images`; with several, in images/<file stem>/."""
     if not images.is_dir():
         raise UsageError(f"--images {str(images)!r} is not a folder")
-    if device not in ("cpu", "cuda"):
-        raise UsageError(f"--device must be one of cpu, cuda; got {device!r}")
     splits = {str(f): read_test_labels(f) for f in label_files}
-    evaluator = Evaluator(evaluator_path, device)
+    evaluator = Evaluator(evaluator_path, resolve_device(device))
     out = {}
     for label_file, labels in splits.items():
         folder = images if len(label_files) == 1 else images / Path(label_file).stem

@@ -67,8 +67,9 @@ def heldout_accuracy(model: torch.nn.Module, data: Dataset, blur: bool = False) 
 
 def check_out(out: Path, force: bool) -> None:
     """A run folder, never a file; an existing evaluator in it is replaced only with --force."""
-    if out.suffix == ".pth" or (out.exists() and not out.is_dir()):
+    if out.suffix == ".pth":
         raise UsageError(f"--out {str(out)!r} must be a run folder (it will hold {WEIGHTS_FILE}), not a file")
+    atomic.check_output_folder(out)
     if (out / WEIGHTS_FILE).exists() and not force:
         raise UsageError(
             f"{str(out / WEIGHTS_FILE)!r} exists; choose another --out or pass --force to replace it"

@@ -186,7 +186,14 @@ def _model_files(folder: str | Path) -> tuple[Path, Path]:
     folder = folder.parent if folder.is_file() else folder
     weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     if not weights.is_file() or not config.is_file():
-        raise UsageError(f"{str(folder)!r} is not a model folder: it needs {WEIGHTS_NAME} and {CONFIG_NAME}")
+        hint = (
+            f"; a training run keeps its model in {str(folder / 'model')!r}"
+            if (folder / "model").is_dir()
+            else ""
+        )
+        raise UsageError(
+            f"--model {str(folder)!r} is not a model folder: it needs {WEIGHTS_NAME} and {CONFIG_NAME}{hint}"
+        )
     return weights, config
 
 

@@ -12,7 +12,8 @@ from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import split_labels
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
-from fastddpm.generate import SampleSettings, generate_split
+from fastddpm.configs import SampleSettings
+from fastddpm.generate import generate_split
 from fastddpm.runtime import autocast
 from fastddpm.samplers import EpsFn
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule

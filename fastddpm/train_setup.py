@@ -99,8 +99,7 @@ def prepare_config(config: TrainConfig, resume: bool) -> TrainConfig:
     made: a copied run continues in the copy), else refuse a folder that already holds a run."""
     config.validate()
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; a run needs a folder")
+    atomic.check_output_folder(out)
     if resume:
         return load_run_config(out, config)
     if (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():

@@ -20,7 +20,8 @@ from fastddpm.backends import make_backend
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
 from fastddpm.errors import UsageError
-from fastddpm.generate import SampleSettings, generate, image_noise, image_seeds
+from fastddpm.configs import SampleSettings
+from fastddpm.generate import generate, image_noise, image_seeds
 from fastddpm.model import load_card
 from fastddpm.runtime import resolve_device, resolve_dtype
 from fastddpm.schedule import NoiseSchedule
@@ -93,8 +94,7 @@ def objects_warning(job: SampleJob) -> str | None:
 def claim_folder(out: Path) -> list[str]:
     """Check `out` before any work: a new folder, an empty one, or one an earlier `fastddpm sample` owns.
     Returns the names of that earlier run's files (to remove before writing)."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; sample writes a folder of PNGs")
+    atomic.check_output_folder(out)
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if not present:
         return []

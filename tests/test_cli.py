@@ -21,7 +21,10 @@ def run(*args: str):
     "args, message",
     [
         (["data", "render", "--scenes", "0"], "'--scenes': Input should be greater than or equal to 1"),
-        (["data", "render", "--max-objects", "9"], "'--max-objects': Input should be less than or equal to 5"),
+        (
+            ["data", "render", "--max-objects", "9"],
+            "'--max-objects': Input should be less than or equal to 5",
+        ),
         (["data", "render", "--device", "tpu"], "'tpu' is not one of 'auto', 'cpu', 'cuda'"),
         (["data", "render", "--labels", "missing.json"], "does not exist"),
         (["sample", "--labels", "red spere"], "Did you mean 'red sphere'"),
@@ -33,7 +36,10 @@ def run(*args: str):
         (["sample"], "give exactly one of --labels"),
         (["sample", "--labels-file", COURSE / "train.json"], "must be a list of label lists"),
         (["sample", "--labels", "red sphere", "--backend", "tpu"], "'tpu' is not one of 'torch'"),
-        (["sample", "--labels", "red sphere", "--sampler", "dpmpp", "--steps", "900"], "dpmpp takes 1 to 500 steps"),
+        (
+            ["sample", "--labels", "red sphere", "--sampler", "dpmpp", "--steps", "900"],
+            "dpmpp takes 1 to 500 steps",
+        ),
         (["bench", "--sampler", "plms"], "--sampler 'plms' is not one of ddpm, ddim, dpmpp, unipc"),
         (["bench", "--backend", "tf"], "--backend 'tf' is not one of torch, compile, ort, trt"),
         (["bench", "--steps", "ten"], "comma-separated integers"),
@@ -41,7 +47,10 @@ def run(*args: str):
         (["export", "--batch", "8:4:2"], "1 <= MIN <= OPT <= MAX"),
         (["train", "--data", "nowhere", "--amp", "fp8"], "'fp8' is not one of 'auto', 'bf16', 'fp16', 'off'"),
         (["train", "--data", "nowhere"], "does not exist"),
-        (["evaluator", "score", "--images", "nowhere", "--labels-file", COURSE / "test.json"], "is not a folder"),
+        (
+            ["evaluator", "score", "--images", "nowhere", "--labels-file", COURSE / "test.json"],
+            "is not a folder",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, tiny_model, args, message):

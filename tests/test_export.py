@@ -125,3 +125,35 @@ def test_trt_without_tensorrt_names_the_install(monkeypatch):
 
     with pytest.raises(UsageError, match=r"pip install 'fastddpm\[trt\]'"):
         import_tensorrt()
+
+
+def test_an_export_is_chosen_by_what_it_records_not_its_name(exported, tmp_path):
+    import shutil
+
+    out, path, _ = exported
+    other = make_tiny_model(tmp_path / "other", seed=1)
+    folder = tmp_path / "exports"
+    other_path, _ = export_onnx(other, folder, "fp32", (1, 8, 64))
+    assert find_export(folder, other, ".onnx") == other_path
+    shutil.copy(path, other_path)  # the tiny model's graph renamed onto the other model's export
+    with pytest.raises(UsageError, match="not the file its sidecar describes"):
+        find_export(other_path, other, ".onnx")
+    with pytest.raises(UsageError, match="no .onnx export"):
+        find_export(folder, other, ".onnx")
+
+
+def test_several_precisions_are_listed_not_picked(exported, tiny_model, tmp_path):
+    import shutil
+
+    out, path, record = exported
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for precision in ("fp32", "bf16"):
+        target = folder / path.name.replace("fp32", precision)
+        shutil.copy(path, target)
+        sidecar_path(target).write_text(
+            json.dumps({**json.loads(sidecar_path(path).read_text()), "precision": precision})
+        )
+    with pytest.raises(UsageError, match=r"holds 2 .onnx exports of this model: .*\(bf16\), .*\(fp32\)"):
+        find_export(folder, tiny_model, ".onnx")
+    assert find_export(folder / path.name, tiny_model, ".onnx") == folder / path.name

@@ -1,13 +1,43 @@
 import json
+import os
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastddpm.conditions import SHAPES
 from fastddpm.data import render, synth
-from fastddpm.data.writer import render_dataset
+from fastddpm.data.writer import RENDERER_VERSION, render_dataset
 from fastddpm.errors import UsageError
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / f"render_v{RENDERER_VERSION}.png"
+
+
+def golden_scene_render() -> np.ndarray:
+    """The 1- and 3-object images of one scene at 160x120, stacked: (240, 160, 3) uint8."""
+    scene = synth.draw_scene(7, 0, synth.scene_labels(7, 0, 3))
+    batch = synth.scene_batch([scene.objects[:1], scene.objects[:3]], [scene.views[0], scene.views[2]])
+    return render.render(batch, 160, 120).reshape(240, 160, 3).numpy()
+
+
+def test_renderer_output_changes_only_with_its_version():
+    """A render of a fixed scene equals tests/golden/render_v<RENDERER_VERSION>.png. Float rounding may differ
+    between CPUs, so up to 0.05% of the values may be off by one level; the smallest real change so far (v1 -> v2,
+    an sRGB table) moved 0.32% of them. When pixels change on purpose: bump RENDERER_VERSION in data/writer.py
+    and write the new golden with `FASTDDPM_WRITE_GOLDEN=1 pytest tests/test_render.py`."""
+    from PIL import Image
+
+    image = golden_scene_render()
+    if os.environ.get("FASTDDPM_WRITE_GOLDEN"):
+        Image.fromarray(image).save(GOLDEN)
+    assert GOLDEN.is_file(), f"no golden render for renderer version {RENDERER_VERSION}: {GOLDEN}"
+    golden = np.asarray(Image.open(GOLDEN).convert("RGB")).astype(np.int16)
+    diff = np.abs(image.astype(np.int16) - golden)
+    assert diff.max() <= 1 and (diff > 0).mean() <= 5e-4, (
+        f"the renderer's pixels changed ({(diff > 0).mean():.2%} of values, up to {diff.max()} levels) without "
+        f"a new RENDERER_VERSION (now {RENDERER_VERSION})"
+    )
 
 
 def test_same_seed_same_labels_and_pixels(tmp_path):

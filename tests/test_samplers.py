@@ -65,7 +65,13 @@ def test_ddim_with_eta_equals_diffusers(inputs):
         ).prev_sample
     schedule = NoiseSchedule(linear_betas())
     got = sample_ddim(
-        dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(20, "trailing"), eta=0.7, noise=noise
+        dummy_eps,
+        schedule,
+        x.clone(),
+        cond,
+        timesteps=schedule.timesteps(20, "trailing"),
+        eta=0.7,
+        noise=noise,
     )
     assert torch.allclose(got, y, atol=1e-5)
 
@@ -84,7 +90,9 @@ def test_ddpm_equals_diffusers(inputs, monkeypatch):
         )
         y = ref.step(dummy_eps(y, torch.full((2,), int(t)), cond), t, y).prev_sample
     schedule = NoiseSchedule(linear_betas())
-    got = sample_ddpm(dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(steps, "leading"), noise=noise)
+    got = sample_ddpm(
+        dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(steps, "leading"), noise=noise
+    )
     assert torch.allclose(got, y, atol=1e-4), (got - y).abs().max()
 
 
@@ -94,7 +102,9 @@ def test_dpmpp_2m_equals_diffusers(inputs, steps):
     ref = DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint")
     expected = diffusers_loop(ref, steps, x.clone(), cond)
     schedule = NoiseSchedule(linear_betas())
-    got = sample_dpmpp_2m(dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(steps, "linspace"))
+    got = sample_dpmpp_2m(
+        dummy_eps, schedule, x.clone(), cond, timesteps=schedule.timesteps(steps, "linspace")
+    )
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
 
 
@@ -130,7 +140,9 @@ def test_ddim_1000_steps_eta_1_matches_ddpm_statistics():
     x = torch.randn(256, 3, 4, 4)
     noise = torch.randn(1000, *x.shape)
     cond = torch.zeros(256, 24)
-    ddpm = sample_ddpm(exact_eps, schedule, x, cond, timesteps=schedule.timesteps(1000, "leading"), noise=noise)
+    ddpm = sample_ddpm(
+        exact_eps, schedule, x, cond, timesteps=schedule.timesteps(1000, "leading"), noise=noise
+    )
     ddim = sample_ddim(
         exact_eps, schedule, x, cond, timesteps=schedule.timesteps(1000, "trailing"), eta=1.0, noise=noise
     )

@@ -152,3 +152,63 @@ def test_ddp_with_two_gloo_ranks(tiny_data, tmp_path):
     assert (
         info["world_size"] == 2 and info["steps"] == 9
     )  # ceil(4 epochs * 9 images / (2 per rank * 2 ranks))
+
+
+def test_resume_continues_in_the_folder_given_even_when_copied(tiny_data, tmp_path):
+    import shutil
+
+    original = tmp_path / "original"
+    train(tiny_config(tiny_data, original), max_steps=2)
+    before = {p.name: p.read_bytes() for p in (original / "model").iterdir()}
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    train(tiny_config(tiny_data, copy), resume=True, max_steps=2)
+    assert {p.name: p.read_bytes() for p in (original / "model").iterdir()} == before  # untouched
+    assert json.loads((copy / "model" / "config.json").read_text())["info"]["steps"] == 4
+    assert json.loads((copy / "config.json").read_text())["out"] == str(copy)
+
+
+def test_sigterm_saves_and_exits_143_within_seconds(tiny_data, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastddpm",
+        "train",
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    cmd += [
+        "--epochs",
+        "100000",
+        "--batch-size",
+        "2",
+        "--channels",
+        "32,32",
+        "--attention",
+        "1",
+        "--eval-minutes",
+        "0",
+    ]
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "metrics.jsonl").is_file() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.2)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143, output
+    assert time.monotonic() - sent < 10, "the stop took too long"
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "stop" and events[-1]["signal"] == "SIGTERM"
+    assert f"stopped at step {events[-1]['step']}; continue with --resume" in " ".join(output.split())
+    assert (out / CHECKPOINT_NAME).is_file() and (out / "model" / "model.safetensors").is_file()

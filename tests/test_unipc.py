@@ -55,7 +55,9 @@ def run(schedule, order, steps, eps_fn, x, cond):
         calls.append(int(t[0]))
         return eps_fn(x, t, c)
 
-    out = sample_unipc(counted, s, x, cond, timesteps=timesteps, order=order, callback=lambda i, y: xs.append(y))
+    out = sample_unipc(
+        counted, s, x, cond, timesteps=timesteps, order=order, callback=lambda i, y: xs.append(y)
+    )
     assert calls == timesteps and len(xs) == steps and torch.equal(out, xs[-1])
     return xs
 
@@ -109,7 +111,9 @@ def test_unipc_samples_the_data_law():
     x, cond = torch.randn(256, 3, 4, 4), torch.zeros(256, 24)
     ts = schedule.timesteps(10, "linspace")
     first, last = a[ts[0]].item(), a[ts[-1]].item()
-    grid_std = math.sqrt(last) * var / math.sqrt((last * var + 1 - last) * (first * var + 1 - first)) * x.std()
+    grid_std = (
+        math.sqrt(last) * var / math.sqrt((last * var + 1 - last) * (first * var + 1 - first)) * x.std()
+    )
     out = sample_unipc(exact_eps, schedule, x, cond, timesteps=ts)
     assert abs(out.mean()) < 0.02 and abs(out.std() - grid_std) < 0.01, (out.std(), grid_std)
     dpmpp = sample_dpmpp_2m(exact_eps, schedule, x, cond, timesteps=ts)

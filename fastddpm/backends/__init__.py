@@ -38,7 +38,7 @@ def make_backend(
     export_dir: str | Path = "export",
 ) -> Backend:
     """Build a backend for the model in `model_dir`; ort / trt load the export made from it in `export_dir`."""
-    from fastddpm.export.artifacts import find_export
+    from fastddpm.export.artifacts import checkpoint_sha256, find_export
 
     check_backend(name)
     if name in ("torch", "compile"):
@@ -50,7 +50,7 @@ def make_backend(
     if name == "ort":
         from fastddpm.backends.onnxruntime_backend import OrtBackend
 
-        return OrtBackend(find_export(export_dir, model_dir, ".onnx"), device)
+        return OrtBackend(find_export(export_dir, model_dir, ".onnx"), device, checkpoint_sha256(model_dir))
     from fastddpm.backends.tensorrt_backend import TrtBackend
 
     return TrtBackend(find_export(export_dir, model_dir, ".plan"), device)

@@ -8,17 +8,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastddpm.errors import UsageError
 from fastddpm.export.onnx_export import open_session, run_session, session_contract
 
 
 class OrtBackend:
     capturable = False  # ONNX Runtime launches on its own stream: no torch CUDA-graph capture
 
-    def __init__(self, path: str | Path, device: torch.device) -> None:
+    def __init__(self, path: str | Path, device: torch.device, checkpoint_sha256: str | None = None) -> None:
         self.device = device
         self.session = open_session(path, device)
         self.provider = self.session.get_providers()[0]
         self.io = session_contract(self.session)
+        recorded = self.session.get_modelmeta().custom_metadata_map.get("checkpoint_sha256")
+        if (
+            checkpoint_sha256 is not None and recorded != checkpoint_sha256
+        ):  # the graph's own record, not a name
+            raise UsageError(
+                f"{str(path)!r} holds a graph exported from checkpoint {str(recorded)[:12]}, "
+                f"not {checkpoint_sha256[:12]}"
+            )
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         io = self.io

@@ -16,8 +16,8 @@ from fastddpm.cli.options import (
     GuidanceOption,
     ModelDir,
 )
+from fastddpm.atomic import check_output_folder
 from fastddpm.configs import BackendName, BenchConfig, Device, Dtype, SamplerName
-from fastddpm.errors import UsageError
 
 Samplers = Annotated[str, option("Grid", f"Comma list of {', '.join(SamplerName.names())}.")]
 Steps = Annotated[
@@ -73,8 +73,7 @@ def bench(
     from fastddpm.bench_report import table, write_report
     from fastddpm.paths import default_model_dir
 
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; bench writes its results into a folder")
+    check_output_folder(out)
     model_dir = model or default_model_dir()
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),

@@ -1,4 +1,4 @@
-"""`fastddpm evaluator train | score`."""
+"""`fastddpm evaluator train | score | report`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fastddpm.cli.common import ProgressBar, clean_errors, say
+from fastddpm.cli.common import ProgressBar, clean_errors, option, say
 from fastddpm.cli.options import DeviceOption, EvaluatorOption
 from fastddpm.configs import Device, EvaluatorTrainConfig
 from fastddpm.errors import UsageError
@@ -100,3 +100,35 @@ def evaluator_score(
         raise UsageError("give the label file(s) the images were made from: --labels-file test.json")
     for label_file, accuracy in score_folder(images, files, evaluator, device.value).items():
         say(f"{label_file}: accuracy {accuracy:.4f}")
+
+
+@evaluator_app.command("report")
+@clean_errors
+def evaluator_report(
+    data: Annotated[
+        list[Path], option(None, "Held-out rendered folder(s) of seeds the evaluator never saw; repeat.")
+    ],
+    evaluator: EvaluatorOption = None,
+    out: Annotated[
+        Optional[Path], option(None, "Also write the whole report (every miss) as JSON here.")
+    ] = None,
+    device: DeviceOption = Device.auto,
+) -> None:
+    """Held-out accuracy of an evaluator (course formula) per object count, on the images as the course squashes
+    them and blurred through 32x32, and what it misses (classes, confusions, how visible the missed objects were)."""
+    from fastddpm import atomic
+    from fastddpm.evaluator_report import heldout_report
+
+    if out is not None and (out.is_dir() or out.suffix != ".json"):
+        raise UsageError(f"--out {str(out)!r} must name a .json file")
+    report = heldout_report(evaluator, data, device.value)
+    for folder in report["folders"]:
+        say(f"{folder['folder']}: {folder['images']} images, {folder['objects']} objects")
+        for name in ("accuracy", "accuracy_blurred_32"):
+            say(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in folder[name].items()))
+        say(f"  missed {folder['missed_objects']}: wrong {folder['missed_by_kind']}; top confusions:")
+        for pair, count in folder["confusions"][:5]:
+            say(f"    {count} x {pair}")
+    if out is not None:
+        atomic.write_json(out, report)
+        say(f"report: {out}")

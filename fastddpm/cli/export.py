@@ -8,14 +8,10 @@ from typing import Annotated
 import typer
 
 from fastddpm.cli.common import clean_errors, say
-from fastddpm.cli.options import ModelDir
-from fastddpm.configs import Precision
+from fastddpm.cli.options import DeviceOption, ModelDir
+from fastddpm.atomic import check_output_folder
+from fastddpm.configs import Device, Precision
 from fastddpm.errors import UsageError
-
-
-def check_export_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; exports go into a folder")
 
 
 @clean_errors
@@ -44,6 +40,7 @@ def export(
     out: Annotated[
         Path, typer.Option(help="Folder for the .onnx / .plan files and their JSON sidecars.")
     ] = Path("export"),
+    device: DeviceOption = Device.auto,
     workspace_gib: Annotated[
         float, typer.Option(min=0.0, help="TensorRT builder workspace limit, GiB.")
     ] = 4.0,
@@ -56,7 +53,7 @@ def export(
 
     if not onnx and not trt:
         raise UsageError("nothing to do: pass --onnx and/or --trt")
-    check_export_folder(out)
+    check_output_folder(out)
     batch = parse_batch_profile(batch_profile)
     if trt:
         from fastddpm.export.tensorrt_build import import_tensorrt
@@ -64,7 +61,7 @@ def export(
         import_tensorrt()  # fail before the ONNX work when TensorRT is missing
     from fastddpm.export.onnx_export import export_onnx
 
-    path, record = export_onnx(model or default_model_dir(), out, precision.value, batch)
+    path, record = export_onnx(model or default_model_dir(), out, precision.value, batch, device.value)
     worst = max(row["relative"] for row in record.parity)
     say(
         f"{path} ({record.seconds} s); parity vs torch fp32: max relative error {worst:.2e} "

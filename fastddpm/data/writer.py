@@ -101,8 +101,7 @@ def _validate(out: Path, scenes: int, max_objects: int) -> None:
         raise UsageError(f"--scenes {scenes} is out of range: at least 1")
     if not 1 <= max_objects <= 5:
         raise UsageError(f"--max-objects {max_objects} is out of range: 1 to 5")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} exists and is not a folder")
+    atomic.check_output_folder(out)
 
 
 def _check_resumable(out: Path, config: RenderConfig) -> None:

@@ -19,7 +19,7 @@ from fastddpm.errors import UsageError
 from fastddpm.export.artifacts import checkpoint_sha256, export_stem, file_sha256, sidecar_path
 from fastddpm.export.contract import UNetIO
 from fastddpm.model import EpsilonModel, ModelCard, load_model
-from fastddpm.runtime import DTYPES
+from fastddpm.runtime import DTYPES, resolve_device
 
 PRECISIONS = tuple(DTYPES)  # fp32, bf16, fp16
 # Relative error ||onnx - torch_fp32|| / ||torch_fp32|| an export may show, per precision of the exported graph.
@@ -146,10 +146,12 @@ def export_onnx(
     out_dir: str | Path,
     precision: str = "fp32",
     batch: tuple[int, int, int] = (1, 64, 128),  # MIN, OPT, MAX rows (guidance doubles the images)
+    device: str = "auto",  # where ONNX Runtime runs the parity and sanity checks
 ) -> tuple[Path, ExportRecord]:
     """Export, check and write export/unet-<sha12>-<precision>.onnx with its sidecar; returns both."""
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    check_device = resolve_device(device)
     start = time.perf_counter()
     net, card = load_model(model_dir)
     io = contract_for(card, batch)
@@ -161,8 +163,8 @@ def export_onnx(
     with atomic.atomic_path(target) as tmp:
         _write_onnx(exported, io, tmp, {"checkpoint_sha256": sha, "precision": precision, "card": card})
         tolerance = PARITY_TOLERANCE[precision]
-        parity = _parity(tmp, reference, io, tolerance, precision)
-        sanity = None if precision == "fp32" else _sanity(tmp, card)
+        parity = _parity(tmp, reference, io, tolerance, precision, check_device)
+        sanity = None if precision == "fp32" else _sanity(tmp, card, check_device)
         record = ExportRecord(
             checkpoint=str(model_dir),
             checkpoint_sha256=sha,
@@ -209,8 +211,9 @@ def _write_onnx(module: nn.Module, io: UNetIO, path: Path, meta: dict) -> None:
     onnx.save(proto, str(path))
 
 
-def _parity(path: Path, reference: nn.Module, io: UNetIO, tolerance: float, precision: str) -> list[dict]:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def _parity(
+    path: Path, reference: nn.Module, io: UNetIO, tolerance: float, precision: str, device: torch.device
+) -> list[dict]:
     session = open_session(path, device)
     generator = torch.Generator().manual_seed(0)
     rows = []
@@ -237,12 +240,12 @@ def _parity(path: Path, reference: nn.Module, io: UNetIO, tolerance: float, prec
     return rows
 
 
-def _sanity(path: Path, card: ModelCard) -> dict:
+def _sanity(path: Path, card: ModelCard, device: torch.device) -> dict:
     """Sample a few images through the reduced-precision graph: no NaN, not blank, not saturated."""
-    from fastddpm.generate import SampleSettings, generate_split
+    from fastddpm.configs import SampleSettings
+    from fastddpm.generate import generate_split
     from fastddpm.schedule import NoiseSchedule
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     session = open_session(path, device)
     io = session_contract(session)
     labels = [

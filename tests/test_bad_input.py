@@ -1,0 +1,271 @@
+"""Bad input, class by class: exit code 2, one line naming the value, no traceback, nothing left behind.
+(The first table of cases is in test_cli.py; the property test with generated values is in test_cli_properties.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import COURSE
+from fastddpm.cli import app
+
+runner = CliRunner()
+
+
+def run(*args) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def assert_refused(code: int, text: str, *fragments: str) -> None:
+    assert code == 2, text
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(set(lines)) == 1, f"one message line expected:\n{text}"  # CliRunner may echo stderr twice
+    flat = " ".join(text.split())
+    for fragment in fragments:
+        assert fragment in flat, f"{fragment!r} not in {flat!r}"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# Values out of range, refused where they are parsed ------------------------------------------------------------
+
+SAMPLE = ["sample", "--labels", "red sphere", "--steps", "2"]
+VALUES = [
+    (["sample", "--labels", "red sphere", "--steps", "0"], ("'--steps'", "greater than or equal to 1")),
+    ([*SAMPLE, "--guidance", "nan"], ("'--guidance'")),
+    ([*SAMPLE, "--guidance", "-1"], ("'--guidance'")),
+    ([*SAMPLE, "--guidance", "inf"], ("--guidance inf", "finite")),
+    ([*SAMPLE, "--eta", "-0.5"], ("'--eta'")),
+    ([*SAMPLE, "--sampler", "dpmpp", "--eta", "0.5"], ("--eta 0.5", "dpmpp takes no eta")),
+    ([*SAMPLE, "--batch-size", "0"], ("'--batch-size'")),
+    ([*SAMPLE, "--seed", "-3"], ("'--seed'")),
+    (["bench", "--steps", "0", "--no-reference"], ("--steps 0", ">= 1")),
+    (["bench", "--seeds", "0,-1", "--no-reference"], ("--seeds -1")),
+    (["bench", "--sampler", "ddim,euler"], ("--sampler 'euler'")),
+    (["train", "--patch", "3"], ("--patch 3", "divide")),
+    (["train", "--lr", "0"], ("--lr 0.0", "> 0")),
+    (["train", "--gpus", "0"], ("'--gpus'")),
+    (["train", "--eval-minutes", "-1"], ("'--eval-minutes'")),
+    (["train", "--attention", "9"], ("--attention 9", "levels 0 to 2")),
+    (["train", "--channels", "64,100"], ("--channels", "multiple of 32")),
+    (["train", "--epochs", "nan"], ("--epochs nan")),
+    (["train", "--cond-drop", "1"], ("--cond-drop 1.0", "[0, 1)")),
+    (["export", "--batch-profile", "0:1:2"], ("1 <= MIN")),
+]
+
+
+@pytest.mark.parametrize("args, fragments", VALUES)
+def test_values_are_checked_where_parsed(tmp_path, tiny_model, tiny_data, args, fragments):
+    out = tmp_path / "out"
+    extra = {
+        "sample": ["--out", out, "--model", tiny_model],
+        "bench": ["--out", out, "--model", tiny_model, "--labels-file", COURSE / "test.json"],
+        "train": ["--data", tiny_data, "--out", out],
+        "export": ["--out", out, "--model", tiny_model],
+    }[args[0]]
+    assert_refused(*run(*args, *extra), *fragments)
+    assert not out.exists()
+
+
+# Output locations, checked before any work -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["sample", "bench", "train", "render", "export", "evaluator"])
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_output_locations_are_checked_first(tmp_path, tiny_model, tiny_data, command, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "sub"
+    args = {
+        "sample": ["sample", "--labels", "red sphere", "--steps", "2", "--model", tiny_model, "--out", out],
+        "bench": ["bench", "--model", tiny_model, "--labels-file", COURSE / "test.json", "--out", out],
+        "train": ["train", "--data", tiny_data, "--out", out, "--epochs", "1"],
+        "render": ["data", "render", "--scenes", "1", "--out", out],
+        "export": ["export", "--model", tiny_model, "--out", out],
+        "evaluator": ["evaluator", "train", "--data", tiny_data, "--out", out, "--epochs", "1"],
+    }[command]
+    assert_refused(*run(*args), repr(str(out)))
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_location(tmp_path, tiny_model):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert_refused(
+        *run("sample", "--labels", "red sphere", "--model", tiny_model, "--out", locked / "s"),
+        "cannot be written",
+    )
+
+
+# Outputs never mix -------------------------------------------------------------------------------------------
+
+
+def test_sample_replaces_only_its_own_earlier_files(tmp_path, tiny_model):
+    out = tmp_path / "samples"
+    labels = tmp_path / "three.json"
+    labels.write_text(json.dumps([["red sphere"], ["cyan cube"], ["gray cylinder"]]))
+    code, text = run("sample", "--labels-file", labels, "--steps", "2", "--model", tiny_model, "--out", out)
+    assert code == 0, text
+    code, text = run("sample", "--labels", "red sphere", "--steps", "2", "--model", tiny_model, "--out", out)
+    assert code == 0 and "replaced the 4 files of earlier samples" in " ".join(text.split()), text
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "grid.png", "sample.json"]
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    assert_refused(*run("sample", "--labels", "red sphere", "--model", tiny_model, "--out", out), "notes.txt")
+    assert snapshot(out) == before
+
+
+def test_render_refuses_a_folder_of_samples(tmp_path, tiny_model):
+    out = tmp_path / "samples"
+    assert (
+        run("sample", "--labels", "red sphere", "--steps", "2", "--model", tiny_model, "--out", out)[0] == 0
+    )
+    before = snapshot(out)
+    assert_refused(*run("data", "render", "--scenes", "1", "--out", out), "did not write")
+    assert snapshot(out) == before
+
+
+def test_evaluator_train_never_overwrites_without_force(tmp_path, tiny_data):
+    out = tmp_path / "evaluator"
+    out.mkdir()
+    (out / "evaluator.pth").write_bytes(b"precious")
+    assert_refused(*run("evaluator", "train", "--data", tiny_data, "--out", out, "--epochs", "1"), "--force")
+    assert (out / "evaluator.pth").read_bytes() == b"precious"
+    assert_refused(*run("evaluator", "train", "--data", tiny_data, "--out", tmp_path / "e.pth"), "run folder")
+
+
+# Text is text ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("labels", ["red [/] sphere", "[bold]red sphere", "a:b:c", "red :smile: sphere"])
+def test_user_text_is_printed_literally(tmp_path, tiny_model, labels):
+    code, text = run("sample", "--labels", labels, "--model", tiny_model, "--out", tmp_path / "s")
+    assert_refused(code, text, labels)
+    assert "😄" not in text
+
+
+def test_help_keeps_every_word():
+    code, text = run("export", "--help")
+    assert code == 0 and "fastddpm[trt]" in text, text
+    code, text = run("train", "--help")
+    assert code == 0 and "256 on CUDA" in " ".join(text.split()), text
+    code, text = run("--version")
+    assert code == 0 and text.startswith("fastddpm ")
+
+
+def test_sample_help_lists_each_samplers_default_steps():
+    from fastddpm.samplers import SAMPLERS
+
+    _, text = run("sample", "--help")
+    flat = " ".join(text.replace("│", " ").split())
+    for name, spec in SAMPLERS.items():
+        assert f"{name} {spec.default_steps}" in flat, (name, flat)
+
+
+# Files that are not what they claim --------------------------------------------------------------------------
+
+
+def test_evaluator_files(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00garbage")
+    images = tmp_path / "images"
+    images.mkdir()
+    for bad, fragment in ((garbage, "not a course evaluator checkpoint"), (tmp_path, "is a folder")):
+        code, text = run(
+            "evaluator",
+            "score",
+            "--images",
+            images,
+            "--labels-file",
+            COURSE / "test.json",
+            "--evaluator",
+            bad,
+        )
+        assert_refused(code, text, fragment)
+        assert "weights_only" not in text
+
+
+def test_model_files(tmp_path, tiny_model):
+    run_folder = tmp_path / "run"
+    (run_folder / "model").mkdir(parents=True)
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"junk")
+    for bad, fragment in (
+        (run_folder, "run keeps its model in"),
+        (garbage, "is not a model folder"),
+        (tmp_path / "none", "not a model folder"),
+    ):
+        assert_refused(
+            *run("sample", "--labels", "red sphere", "--model", bad, "--out", tmp_path / "s"), fragment
+        )
+
+
+def test_truncated_png_is_named(tmp_path, tiny_model):
+    out = tmp_path / "s"
+    labels = tmp_path / "one.json"
+    labels.write_text(json.dumps([["red sphere"]]))
+    assert run("sample", "--labels-file", labels, "--steps", "2", "--model", tiny_model, "--out", out)[0] == 0
+    data = (out / "0.png").read_bytes()
+    (out / "0.png").write_bytes(data[: len(data) // 2])
+    assert_refused(
+        *run("evaluator", "score", "--images", out, "--labels-file", labels), "0.png", "not a readable PNG"
+    )
+
+
+def test_empty_label_file(tmp_path, tiny_model):
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    assert_refused(
+        *run("sample", "--labels-file", empty, "--model", tiny_model, "--out", tmp_path / "s"),
+        "holds no label lists",
+    )
+    assert not (tmp_path / "s").exists()
+
+
+def test_corrupt_run_config_on_resume(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{not json")
+    assert_refused(
+        *run("train", "--data", tiny_data, "--out", out, "--resume"), "is not a fastddpm run config"
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu(tmp_path, tiny_model):
+    assert_refused(
+        *run(
+            "sample",
+            "--labels",
+            "red sphere",
+            "--model",
+            tiny_model,
+            "--device",
+            "cuda",
+            "--out",
+            tmp_path / "s",
+        ),
+        "no CUDA device",
+    )
+    assert not (tmp_path / "s").exists()
+
+
+def test_readme_pictures_are_committed():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert links, "the README shows pictures"
+    for link in links:
+        assert (root / link).is_file(), f"README shows {link}, which is not in the repository"
