@@ -22,7 +22,8 @@ from baseline import CourseUNet  # noqa: E402
 from common import save  # noqa: E402
 
 from fastddpm.loss import diffusion_loss  # noqa: E402
-from fastddpm.configs import Conditioning, DiffusionConfig, ModelConfig  # noqa: E402
+from fastddpm.choices import Conditioning  # noqa: E402
+from fastddpm.configs import DiffusionConfig, ModelConfig  # noqa: E402
 from fastddpm.model import ConditionalUNet, count_parameters  # noqa: E402
 from fastddpm.runtime import device_name  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402

@@ -1,41 +1,16 @@
-"""Every run's settings as frozen dataclasses, and every named choice as a str Enum: saved beside checkpoints,
-exports and results, and read by the CLI for its defaults and choices. Torch-free, so `fastddpm --help` stays
-instant; checks that need the sampler registry or a GPU import it when they run."""
+"""Every run's settings as frozen dataclasses (choices.py names the values a setting may take): saved beside
+checkpoints, exports and results, and read by the CLI for its defaults. Torch-free, so `fastddpm --help` stays
+instant; checks that need the sampler registry import it when they run."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
+from fastddpm.choices import Amp, BackendName, Conditioning, Device, Prediction, Schedule, Weighting
 from fastddpm.errors import UsageError
-
-
-class Choice(StrEnum):
-    """A named choice; `Choice.check(value, option)` refuses anything else with the list of valid names."""
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(member.value for member in cls)
-
-    @classmethod
-    def check(cls, value: str, option: str) -> str:
-        if value not in cls.names():
-            raise UsageError(f"{option} {value!r} is not one of {', '.join(cls.names())}")
-        return value
-
-
-Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
-Dtype = Choice("Dtype", {"auto": "auto", "fp32": "fp32", "bf16": "bf16", "fp16": "fp16"})
-Precision = Choice("Precision", {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16"})
-Amp = Choice("Amp", {"auto": "auto", "bf16": "bf16", "fp16": "fp16", "off": "off"})
-Schedule = Choice("Schedule", {"linear": "linear", "cosine": "cosine"})
-Prediction = Choice("Prediction", {"epsilon": "epsilon", "v": "v"})
-Conditioning = Choice("Conditioning", {"multihot": "multihot", "tokens": "tokens"})
-SamplerName = Choice("SamplerName", {n: n for n in ("ddpm", "ddim", "dpmpp", "unipc")})
-BackendName = Choice("BackendName", {n: n for n in ("torch", "compile", "ort", "trt")})
 
 
 @dataclass(frozen=True)
@@ -265,3 +240,54 @@ class EvaluatorTrainConfig:
             raise UsageError(f"--lr {self.lr} is out of range: a finite number > 0")
         if not 0 <= self.blur_prob <= 1:
             raise UsageError(f"--blur {self.blur_prob} is out of range: [0, 1]")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One `fastddpm distill` run; saved as OUT/config.json. Stage 0 folds the guidance scale into a student of
+    the teacher's architecture; each later stage halves the DDIM steps, from_steps -> ... -> to_steps."""
+
+    model: str  # the teacher's model folder
+    data: str  # images and labels the noisy inputs are made from (the teacher's training set)
+    out: str  # run folder
+    to_steps: int = 4
+    from_steps: int = 32  # DDIM steps of the guidance-folded teacher the first halving learns from
+    guidance: float = DEFAULT_GUIDANCE  # folded into the student, which then samples with guidance 1
+    stage_steps: int = 1500  # optimisation steps per stage
+    minutes: float | None = (
+        None  # wall-clock budget shared evenly by the stages (a stage ends at either limit)
+    )
+    batch_size: int = 32
+    lr: float = 1e-4
+    weighting: str = "eps"  # loss weight per timestep: eps (plain eps MSE) | x-trunc-snr (Salimans & Ho)
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_minutes: float = 5.0
+    log_every: int = 25
+
+    def stages(self) -> list[int]:
+        """Student step counts: 0 for guidance folding, then from_steps / 2, ..., to_steps."""
+        halvings, steps = [], self.from_steps
+        while steps > self.to_steps:
+            steps //= 2
+            halvings.append(steps)
+        return [0, *halvings]
+
+    def validate(self) -> None:
+        Device.check(self.device, "--device")
+        Weighting.check(self.weighting, "--weighting")
+        power = self.from_steps // self.to_steps if self.to_steps >= 1 else 0
+        if self.to_steps < 1 or power < 2 or power & (power - 1) or self.from_steps % self.to_steps:
+            raise UsageError(
+                f"--to-steps {self.to_steps} / --from-steps {self.from_steps}: from-steps must be to-steps times a "
+                "power of two (at least 2), e.g. 32 -> 16 -> 8 -> 4"
+            )
+        if not (math.isfinite(self.guidance) and self.guidance >= 1):
+            raise UsageError(f"--guidance {self.guidance} is out of range: a finite scale >= 1")
+        for option, value in (("--stage-steps", self.stage_steps), ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise UsageError(f"{option} {value} is out of range: at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0) or (
+            self.minutes is not None and not self.minutes > 0
+        ):
+            raise UsageError(f"--lr {self.lr} and --minutes {self.minutes} must be finite numbers > 0")

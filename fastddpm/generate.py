@@ -9,11 +9,38 @@ import torch
 
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.configs import SampleSettings
+from fastddpm.defaults import DEFAULT_GUIDANCE
+from fastddpm.errors import UsageError
+from fastddpm.model import ModelCard
 from fastddpm.samplers import Callback, EpsFn, guided, sampler_spec
 from fastddpm.schedule import NoiseSchedule
 
 IMAGE_SHAPE = (3, 64, 64)
 SEED_STRIDE = 1_000_003  # image i of a run with seed s is drawn from seed s * SEED_STRIDE + i
+
+
+def model_defaults(
+    card: ModelCard, sampler: str | None, steps: int | None, guidance: float | None
+) -> tuple[str, int, float]:
+    """(sampler, steps, guidance) for a model, filling what the user left out. A distilled student (its card says
+    so) samples DDIM at its own step count with guidance 1, and refuses any other scale (it has one folded in);
+    other models take DDIM, the sampler's default step count and DEFAULT_GUIDANCE."""
+    student = card.info.get("student")
+    if student:
+        if guidance not in (None, 1.0):
+            raise UsageError(
+                f"--guidance {guidance}: this student has guidance {student['guidance_folded']} folded in; "
+                "sample it with --guidance 1 (the default for students)"
+            )
+        sampler = sampler or student["sampler"]
+        own = student["steps"] if sampler == student["sampler"] else sampler_spec(sampler).default_steps
+        return sampler, steps or own, 1.0
+    sampler = sampler or SampleSettings.sampler
+    return (
+        sampler,
+        steps or sampler_spec(sampler).default_steps,
+        DEFAULT_GUIDANCE if guidance is None else guidance,
+    )
 
 
 def image_seeds(seed: int, count: int) -> list[int]:

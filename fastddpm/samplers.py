@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fastddpm.configs import SamplerName
+from fastddpm.choices import SamplerName
 from fastddpm.errors import UsageError
 from fastddpm.schedule import NoiseSchedule
 

@@ -11,6 +11,7 @@ from fastddpm import __version__
 from fastddpm.cli.bench import bench
 from fastddpm.cli.common import OneLineErrors, say
 from fastddpm.cli.data import data_app
+from fastddpm.cli.distill import distill
 from fastddpm.cli.evaluator import evaluator_app
 from fastddpm.cli.export import export
 from fastddpm.cli.sample import sample
@@ -23,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (train, sample, bench, export):
+for command in (train, distill, sample, bench, export):
     app.command()(command)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluator_app, name="evaluator")

@@ -12,12 +12,13 @@ from fastddpm.cli.options import (
     DtypeOption,
     EtaOption,
     EvaluatorOption,
-    ExportDirOption,
     GuidanceOption,
+    ExportDirOption,
     ModelDir,
 )
 from fastddpm.atomic import check_output_folder
-from fastddpm.configs import BackendName, BenchConfig, Device, Dtype, SamplerName
+from fastddpm.choices import BackendName, Device, Dtype, SamplerName
+from fastddpm.configs import BenchConfig
 
 Samplers = Annotated[str, option("Grid", f"Comma list of {', '.join(SamplerName.names())}.")]
 Steps = Annotated[
@@ -48,13 +49,13 @@ Out = Annotated[
 @clean_errors
 def bench(
     sampler: Samplers = ",".join(BenchConfig.samplers),
-    steps: Steps = ",".join(map(str, BenchConfig.steps)),
+    steps: Steps = None,
     backend: Backends = ",".join(BenchConfig.backends),
     reference: Reference = BenchConfig.reference,
     labels_file: LabelsFiles = None,
     data: Data = None,
     seeds: Seeds = None,
-    guidance: GuidanceOption = BenchConfig.guidance,
+    guidance: GuidanceOption = None,
     eta: EtaOption = BenchConfig.eta,
     evaluator: EvaluatorOption = None,
     model: ModelDir = None,
@@ -71,13 +72,20 @@ def bench(
     """
     from fastddpm.bench import default_seeds, resolve_splits, run_bench
     from fastddpm.bench_report import table, write_report
+    from fastddpm.generate import model_defaults
+    from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
 
     check_output_folder(out)
     model_dir = model or default_model_dir()
+    card = load_card(model_dir)
+    _, own_steps, guidance = model_defaults(card, "ddim", None, guidance)
+    student = card.info.get("student")
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),
-        steps=int_tuple(steps, "--steps", minimum=1),
+        steps=int_tuple(steps, "--steps", minimum=1)
+        if steps
+        else ((own_steps,) if student else BenchConfig.steps),
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
         seeds=int_tuple(seeds, "--seeds", minimum=0) if seeds else default_seeds(device.value),

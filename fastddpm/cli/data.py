@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, say
-from fastddpm.configs import Device
+from fastddpm.choices import Device
 
 data_app = typer.Typer(
     help="Render a look-alike i-CLEVR data set, or check one you bring.", no_args_is_help=True

@@ -9,7 +9,8 @@ import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, option, say
 from fastddpm.cli.options import DeviceOption, EvaluatorOption
-from fastddpm.configs import Device, EvaluatorTrainConfig
+from fastddpm.choices import Device
+from fastddpm.configs import EvaluatorTrainConfig
 from fastddpm.errors import UsageError
 
 evaluator_app = typer.Typer(

@@ -10,7 +10,7 @@ import typer
 from fastddpm.cli.common import clean_errors, say
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.atomic import check_output_folder
-from fastddpm.configs import Device, Precision
+from fastddpm.choices import Device, Precision
 from fastddpm.errors import UsageError
 
 

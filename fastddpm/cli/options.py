@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 from fastddpm.cli.common import option
-from fastddpm.configs import Device, Dtype
+from fastddpm.choices import Device, Dtype
 
 ModelDir = Annotated[
     Optional[Path],
@@ -20,8 +20,13 @@ ModelDir = Annotated[
 DeviceOption = Annotated[Device, option("Runtime", "auto takes the GPU when there is one.")]
 DtypeOption = Annotated[Dtype, option("Runtime", "Network precision; auto: bf16 on CUDA, fp32 on a CPU.")]
 GuidanceOption = Annotated[
-    float,
-    option("Sampler", "Classifier-free guidance scale (1 = none, 0 = the unconditional model).", min=0.0),
+    Optional[float],
+    option(
+        "Sampler",
+        "Classifier-free guidance scale (1 = none, 0 = the unconditional model).",
+        min=0.0,
+        show_default="2; 1 for a distilled student, which has its scale folded in",
+    ),
 ]
 EtaOption = Annotated[
     float, option("Sampler", "DDIM noise: 0 deterministic, 1 DDPM-like (DDIM only).", min=0.0)

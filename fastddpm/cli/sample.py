@@ -15,7 +15,8 @@ from fastddpm.cli.options import (
     GuidanceOption,
     ModelDir,
 )
-from fastddpm.configs import BackendName, BenchConfig, Device, Dtype, SampleSettings, SamplerName
+from fastddpm.choices import BackendName, Device, Dtype, SamplerName
+from fastddpm.configs import BenchConfig, SampleSettings
 from fastddpm.errors import UsageError
 
 Out = Annotated[
@@ -46,10 +47,11 @@ Trajectory = Annotated[
     ),
 ]
 Sampler = Annotated[
-    SamplerName,
+    Optional[SamplerName],
     option(
         "Sampler",
         "ddpm (ancestral, the 1000-step reference), ddim, dpmpp (DPM-Solver++ 2M) or unipc (UniPC).",
+        show_default="ddim",
     ),
 ]
 Steps = Annotated[
@@ -58,7 +60,7 @@ Steps = Annotated[
         "Sampler",
         "Denoising steps.",
         min=1,
-        show_default="the sampler's own: ddpm 1000, ddim 50, dpmpp 20, unipc 10",
+        show_default="the sampler's own: ddpm 1000, ddim 50, dpmpp 20, unipc 10; a distilled student's own",
     ),
 ]
 Seed = Annotated[int, option("Sampler", "Image i uses the per-image seed seed*1000003+i.", min=0)]
@@ -81,10 +83,10 @@ def sample(
     labels: Labels = None,
     labels_file: LabelsFile = None,
     trajectory: Trajectory = False,
-    sampler: Sampler = SamplerName(SampleSettings.sampler),
+    sampler: Sampler = None,
     steps: Steps = None,
     eta: EtaOption = SampleSettings.eta,
-    guidance: GuidanceOption = SampleSettings.guidance,
+    guidance: GuidanceOption = None,
     seed: Seed = 0,
     model: ModelDir = None,
     backend: Backend = BackendName.torch,
@@ -95,18 +97,20 @@ def sample(
 ) -> None:
     """Generate one image per condition, written in label-file order."""
     from fastddpm.conditions import parse_label_string
+    from fastddpm.generate import model_defaults
+    from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
-    from fastddpm.samplers import sampler_spec
     from fastddpm.write_samples import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
 
     claim_folder(out)  # before any work: refuse a file or a folder of foreign files
     conditions = read_labels(labels, labels_file)
-    steps = steps or sampler_spec(sampler.value).default_steps
+    model = model or default_model_dir()
+    chosen, steps, guidance = model_defaults(load_card(model), sampler and sampler.value, steps, guidance)
     job = SampleJob(
         labels=conditions,
         out=out,
-        model_dir=model or default_model_dir(),
-        settings=SampleSettings(sampler.value, steps, eta, guidance, batch_size),
+        model_dir=model,
+        settings=SampleSettings(chosen, steps, eta, guidance, batch_size),
         seed=seed,
         backend=backend.value,
         device=device.value,

@@ -10,16 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, int_tuple, option, say
-from fastddpm.configs import (
-    Amp,
-    Conditioning,
-    Device,
-    DiffusionConfig,
-    ModelConfig,
-    Prediction,
-    Schedule,
-    TrainConfig,
-)
+from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
+from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 
 
 Data = Annotated[Path, option("Run", "i-CLEVR folder in the course layout (`data render` makes one).")]

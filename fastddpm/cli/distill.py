@@ -1,0 +1,83 @@
+"""`fastddpm distill`: options -> DistillConfig -> fastddpm.distill.distill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fastddpm.cli.common import ProgressBar, clean_errors, option, say
+from fastddpm.cli.options import DeviceOption, ModelDir
+from fastddpm.choices import Device, Weighting
+from fastddpm.configs import DistillConfig
+
+Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")]
+Data = Annotated[
+    Optional[Path],
+    option("Run", "Images the noisy inputs are made from.", show_default="the teacher's training set"),
+]
+ToSteps = Annotated[int, option("Run", "DDIM steps of the final student.", min=1)]
+FromSteps = Annotated[
+    int, option("Run", "DDIM steps of the guidance-folded teacher at the first halving.", min=2)
+]
+Guidance = Annotated[
+    float, option("Run", "Guidance scale folded into the student (which samples with 1).", min=1.0)
+]
+Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget, shared evenly by the stages.")]
+Resume = Annotated[bool, option("Run", "Continue the run in --out where it stopped.")]
+StageSteps = Annotated[int, option("Optimisation", "Optimisation steps per stage.", min=1)]
+BatchSize = Annotated[int, option("Optimisation", "Images per step.", min=1)]
+Lr = Annotated[float, option("Optimisation", "Learning rate (AdamW, constant), > 0.", min=0.0)]
+WeightingOpt = Annotated[
+    Weighting, option("Optimisation", "Loss weight per timestep (see `fastddpm.distill`).")
+]
+Seed = Annotated[int, option("Optimisation", "Seed of batches, timesteps and noise.", min=0)]
+
+
+@clean_errors
+def distill(
+    out: Out,
+    model: ModelDir = None,
+    data: Data = None,
+    to_steps: ToSteps = DistillConfig.to_steps,
+    from_steps: FromSteps = DistillConfig.from_steps,
+    guidance: Guidance = DistillConfig.guidance,
+    minutes: Minutes = DistillConfig.minutes,
+    resume: Resume = False,
+    stage_steps: StageSteps = DistillConfig.stage_steps,
+    batch_size: BatchSize = DistillConfig.batch_size,
+    lr: Lr = DistillConfig.lr,
+    weighting: WeightingOpt = Weighting(DistillConfig.weighting),
+    seed: Seed = DistillConfig.seed,
+    device: DeviceOption = Device.auto,
+) -> None:
+    """Distill a guided model into a few-step student: fold the guidance in, then halve the DDIM steps
+    from-steps -> ... -> to-steps. The student is an ordinary model folder (OUT/model) that sample, bench and
+    export take as they are, at its own step count by default. Stops and resumes like train."""
+    from fastddpm.distill import distill as run_distill
+    from fastddpm.model import load_card
+    from fastddpm.paths import default_model_dir
+
+    teacher = model or default_model_dir()
+    config = DistillConfig(
+        model=str(teacher),
+        data=str(data) if data else load_card(teacher).info.get("data", ""),
+        out=str(out),
+        to_steps=to_steps,
+        from_steps=from_steps,
+        guidance=guidance,
+        stage_steps=stage_steps,
+        minutes=minutes,
+        batch_size=batch_size,
+        lr=lr,
+        weighting=weighting.value,
+        seed=seed,
+        device=device.value,
+    )
+    with ProgressBar("distill") as bar:
+        result = run_distill(config, resume=resume, progress=bar)
+    if result["stopped_by"] is not None:
+        say(f"stopped at step {result['step']}; continue with --resume (checkpoint in {out})")
+        raise typer.Exit(128 + result["stopped_by"])
+    say(f"the {to_steps}-step student is in {result['model_dir']} (every stage's in {out / 'students'})")

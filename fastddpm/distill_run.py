@@ -1,0 +1,155 @@
+"""The bookkeeping of a `fastddpm distill` run (the method is in distill.py): its folder, data, counters,
+per-stage optimiser, check-ins (log, checkpoint), stop and resume bit for bit, and each stage's student folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from fastddpm import atomic
+from fastddpm.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainCounters,
+    read_training_state,
+    restore_training_state,
+    save_training_state,
+)
+from fastddpm.configs import DistillConfig
+from fastddpm.data.reader import load_dataset, to_model_range
+from fastddpm.errors import UsageError
+from fastddpm.export.artifacts import checkpoint_sha256
+from fastddpm.model import EpsilonModel, ModelCard, load_card, load_model, save_model
+from fastddpm.runtime import resolve_device
+from fastddpm.schedule import NoiseSchedule
+from fastddpm.scoring import QuickEval
+
+
+class DistillRun:
+    def __init__(self, config: DistillConfig, meta: dict | None, tensors: dict | None) -> None:
+        self.config, self.out = config, Path(config.out)
+        self.device = resolve_device(config.device)
+        self.card = load_card(config.model)
+        self.teacher_sha256 = checkpoint_sha256(config.model)
+        data = load_dataset(config.data)
+        self.images, self.labels = data.images.to(self.device), data.labels.to(self.device)
+        self.schedule = NoiseSchedule.from_config(self.card.diffusion).to(self.device)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.counters = TrainCounters(**meta["progress"]) if meta else TrainCounters()
+        state = (meta or {}).get("config", {})
+        self.stage_index, self.stage_step = state.get("stage", 0), state.get("stage_step", 0)
+        self.stage_seconds = state.get("stage_seconds", 0.0)
+        self.resume_state = (tensors, meta) if tensors is not None else None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.last_checkpoint = time.perf_counter()
+
+    @classmethod
+    def start(cls, config: DistillConfig, resume: bool) -> DistillRun:
+        """Check everything before any work; on --resume the saved config rules (but for where the run lives)."""
+        config.validate()
+        out = Path(config.out)
+        atomic.check_output_folder(out)
+        if resume:
+            saved = out / "config.json"
+            if not saved.is_file():
+                raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier distillation")
+            config = dataclasses.replace(DistillConfig(**json.loads(saved.read_text())), out=str(out))
+            tensors, meta = read_training_state(out / CHECKPOINT_NAME)
+            return cls(config, meta, tensors)
+        if (out / "config.json").exists():
+            raise UsageError(
+                f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        load_card(config.model)  # a model folder, before anything is written
+        run = cls(config, None, None)
+        atomic.write_json(out / "config.json", dataclasses.asdict(config))
+        run.log(
+            event="start", teacher=config.model, teacher_sha256=run.teacher_sha256, stages=config.stages()
+        )
+        return run
+
+    def log(self, **fields) -> None:
+        record = {
+            "step": self.counters.step,
+            "train_seconds": round(self.counters.train_seconds, 2),
+            **fields,
+        }
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def open_stage(self, index: int):
+        """The stage's teacher, and its student initialised from that teacher (or from the checkpoint)."""
+        from fastddpm.distill import Stage, stage_folder, stage_teacher
+
+        steps = self.config.stages()
+        init = Path(self.config.model) if index == 0 else stage_folder(self.out, steps[index - 1])
+        net, card = load_model(init, self.device)
+        student = EpsilonModel(net, card.diffusion).train()
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=self.config.lr, weight_decay=0.0)
+        if self.resume_state is not None and self.stage_step > 0:  # stopped inside this stage
+            restore_training_state(*self.resume_state, net, None, self.optimizer, self.generator)
+        elif self.resume_state is not None:  # stopped between stages: only the batch stream carries over
+            self.generator.set_state(self.resume_state[0]["rng/generator"])
+        self.resume_state = None
+        return Stage(index, steps[index], stage_teacher(self.config, index, steps, self.device), student)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.randint(
+            len(self.images), (self.config.batch_size,), device=self.device, generator=self.generator
+        )
+        return to_model_range(self.images[index]), self.labels[index]
+
+    def stage_done(self) -> bool:
+        budget = self.config.minutes * 60 / len(self.config.stages()) if self.config.minutes else None
+        return self.stage_step >= self.config.stage_steps or (
+            budget is not None and self.stage_seconds >= budget
+        )
+
+    def save(self, stage) -> None:
+        state = {**dataclasses.asdict(self.config), "stage": self.stage_index, "stage_step": self.stage_step}
+        state["stage_seconds"] = self.stage_seconds
+        save_training_state(
+            self.out / CHECKPOINT_NAME,
+            stage.student.net,
+            None,
+            self.optimizer,
+            self.generator,
+            self.counters,
+            state,
+        )
+        self.last_checkpoint = time.perf_counter()
+
+    def finish_stage(self, stage) -> None:
+        """Save the student (fp32 in students/, and fp16 in model/ after the last stage), evaluate it, move on."""
+        from fastddpm.distill import stage_folder
+
+        steps = stage.steps or self.config.from_steps  # the folded model samples at the first teacher's steps
+        info = {
+            **self.card.info,
+            "student": {
+                "steps": steps,
+                "sampler": "ddim",
+                "guidance_folded": self.config.guidance,
+                "teacher": self.config.model,
+                "teacher_sha256": self.teacher_sha256,
+                "stage": stage.index,
+                "weighting": self.config.weighting,
+                "optimisation_steps": self.stage_step,
+                "stage_seconds": round(self.stage_seconds, 1),
+            },
+        }
+        card = ModelCard(self.card.model, self.card.diffusion, info)
+        save_model(stage_folder(self.out, stage.steps), stage.student.net, card, dtype=torch.float32)
+        quick = QuickEval(self.config.data, self.card.diffusion, self.device, steps, 1.0, None)
+        self.log(
+            stage=stage.index,
+            student_steps=steps,
+            stage_seconds=round(self.stage_seconds, 1),
+            **quick(stage.student.net),
+        )
+        if stage.index + 1 == len(self.config.stages()):
+            save_model(self.out / "model", stage.student.net, card)
+        self.stage_index, self.stage_step, self.stage_seconds = stage.index + 1, 0, 0.0
