@@ -262,16 +262,17 @@ class DistillConfig:
     weighting: str = "eps"  # loss weight per timestep: eps (plain eps MSE) | x-trunc-snr (Salimans & Ho)
     seed: int = 0
     device: str = "auto"
+    fold_guidance: bool = True  # False when the teacher is already a student (guidance folded in)
     checkpoint_minutes: float = 5.0
     log_every: int = 25
 
     def stages(self) -> list[int]:
-        """Student step counts: 0 for guidance folding, then from_steps / 2, ..., to_steps."""
+        """Student step counts: 0 for guidance folding (unless already folded), then from_steps / 2, ..., to_steps."""
         halvings, steps = [], self.from_steps
         while steps > self.to_steps:
             steps //= 2
             halvings.append(steps)
-        return [0, *halvings]
+        return [0, *halvings] if self.fold_guidance else halvings
 
     def validate(self) -> None:
         Device.check(self.device, "--device")

@@ -67,11 +67,12 @@ def stage_folder(out: Path, steps: int) -> Path:
 
 
 def stage_teacher(config: DistillConfig, index: int, steps: list[int], device: torch.device) -> Callable:
-    """Stage 0: the original model with guidance; later: the previous stage's student (guidance folded in)."""
+    """The given model for the first stage (with guidance when the stage folds it in), then the previous stage's
+    student (guidance already folded in)."""
     folder = Path(config.model) if index == 0 else stage_folder(Path(config.out), steps[index - 1])
     net, card = load_model(folder, device)
     eps = EpsilonModel(net, card.diffusion).eval().requires_grad_(False)
-    return guided(eps, config.guidance) if index == 0 else eps
+    return guided(eps, config.guidance) if steps[index] == 0 else eps
 
 
 def loss_of(

@@ -143,3 +143,27 @@ def test_the_student_is_an_ordinary_model_folder(tiny_data, tmp_path):
     _, record = export_onnx(student, tmp_path / "export", "fp32", (1, 8, 64))
     assert all(row["relative"] <= 1e-3 for row in record.parity)
     assert dataclasses.asdict(load_card(student).model) == dataclasses.asdict(load_card(teacher).model)
+
+
+def test_a_student_distills_further_without_folding_again(tiny_data, tmp_path):
+    teacher = make_tiny_model(tmp_path / "teacher")
+    first = tmp_path / "first"
+    distill(tiny_config(teacher, tiny_data, first, stage_steps=2))
+    runner = CliRunner()
+    args = [
+        "distill",
+        "--model",
+        first / "students" / "folded",
+        "--data",
+        tiny_data,
+        "--out",
+        tmp_path / "second",
+    ]
+    args += ["--to-steps", "1"]
+    result = runner.invoke(
+        app, [str(a) for a in [*args, "--stage-steps", "2", "--batch-size", "2", "--device", "cpu"]]
+    )
+    assert result.exit_code == 0, result.output
+    start = json.loads((tmp_path / "second" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["stages"] == [1]  # one halving from the folded student's 2 steps, no second folding
+    assert load_card(tmp_path / "second" / "model").info["student"]["guidance_folded"] == 2.0

@@ -11,6 +11,7 @@ from fastddpm.cli.common import ProgressBar, clean_errors, option, say
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
 from fastddpm.configs import DistillConfig
+from fastddpm.errors import UsageError
 
 Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")]
 Data = Annotated[
@@ -60,13 +61,20 @@ def distill(
     from fastddpm.paths import default_model_dir
 
     teacher = model or default_model_dir()
+    card = load_card(teacher)
+    student = card.info.get("student")  # distilling a student further: its guidance is folded in already
+    if data is None and not card.info.get("data"):
+        raise UsageError(
+            f"{teacher}'s card names no training set; pass --data DIR (the images to distill on)"
+        )
     config = DistillConfig(
         model=str(teacher),
-        data=str(data) if data else load_card(teacher).info.get("data", ""),
+        data=str(data) if data else card.info["data"],
         out=str(out),
         to_steps=to_steps,
-        from_steps=from_steps,
-        guidance=guidance,
+        from_steps=student["steps"] if student else from_steps,
+        guidance=student["guidance_folded"] if student else guidance,
+        fold_guidance=student is None,
         stage_steps=stage_steps,
         minutes=minutes,
         batch_size=batch_size,
