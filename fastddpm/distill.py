@@ -30,7 +30,7 @@ from fastddpm.configs import DistillConfig
 from fastddpm.model import EpsilonModel, load_model
 from fastddpm.samplers import guided
 from fastddpm.schedule import NoiseSchedule
-from fastddpm.train import StopRequest
+from fastddpm.train import StopRequest, TrainResult
 
 STUDENTS = "students"
 
@@ -133,8 +133,8 @@ def train_stage(run, stage: Stage, stop: StopRequest, progress, step_limit: int 
 
 def distill(
     config: DistillConfig, resume: bool = False, progress=None, step_limit: int | None = None
-) -> dict:
-    """Run (or resume) every stage; returns {"model_dir", "step", "stopped_by"} (model_dir None when stopped)."""
+) -> TrainResult:
+    """Run (or resume) every stage; the result's model_dir is the final student (None when stopped early)."""
     from fastddpm.distill_run import DistillRun
 
     run = DistillRun.start(config, resume)
@@ -145,7 +145,7 @@ def distill(
                 run.save(stage)
                 if stop.signum is not None:
                     run.log(event="stop", signal=stop.signum)
-                return {"model_dir": None, "step": run.counters.step, "stopped_by": stop.signum}
+                return TrainResult(None, run.counters.step, stop.signum)
             run.finish_stage(stage)
             run.save(stage)
-    return {"model_dir": run.out / "model", "step": run.counters.step, "stopped_by": None}
+    return TrainResult(run.out / "model", run.counters.step, None)

@@ -82,7 +82,7 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class TrainResult:
-    model_dir: Path  # the EMA model folder, usable as --model anywhere
+    model_dir: Path | None  # the model folder, usable as --model anywhere (distill: None when stopped early)
     step: int
     stopped_by: int | None  # the signal that stopped the run early, None when it ran to the end
 

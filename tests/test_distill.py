@@ -71,15 +71,15 @@ def test_a_halving_stage_makes_one_step_match_two(tmp_path, steps):
 def test_stop_and_resume_continue_exactly(tiny_data, tmp_path):
     teacher = make_tiny_model(tmp_path / "teacher")
     straight = distill(tiny_config(teacher, tiny_data, tmp_path / "straight"))
-    assert straight["model_dir"] is not None
+    assert straight.model_dir is not None
     out = tmp_path / "split"
     for limit in (3, 4, 6):  # inside stage 0, at the boundary between stages, inside stage 1
         stopped = distill(tiny_config(teacher, tiny_data, out), resume=limit != 3, step_limit=limit)
-        assert stopped["model_dir"] is None and stopped["step"] == limit
+        assert stopped.model_dir is None and stopped.step == limit
     with pytest.raises(UsageError, match="already holds a run"):
         distill(tiny_config(teacher, tiny_data, out))
     resumed = distill(tiny_config(teacher, tiny_data, out), resume=True)
-    assert resumed["step"] == straight["step"] == 8
+    assert resumed.step == straight.step == 8
     for folder in ("students/folded", "students/1-step"):
         a = load_file(tmp_path / "straight" / folder / "model.safetensors")
         b = load_file(out / folder / "model.safetensors")

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -145,6 +146,13 @@ class ProgressBar:
     def __exit__(self, *exc) -> None:
         if self.started:
             self.bar.stop()
+
+
+def exit_if_stopped(result: Any, out: Path) -> None:
+    """After train / distill: a run stopped by a signal says how to continue and exits 128 + the signal."""
+    if result.stopped_by is not None:
+        say(f"stopped at step {result.step}; continue with --resume (checkpoint in {out})")
+        raise typer.Exit(128 + result.stopped_by)
 
 
 def int_tuple(text: str, option: str, minimum: int | None = None) -> tuple[int, ...]:

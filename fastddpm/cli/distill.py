@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
 
-from fastddpm.cli.common import ProgressBar, clean_errors, option, say
+from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, option, say
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
 from fastddpm.configs import DistillConfig
@@ -85,7 +84,5 @@ def distill(
     )
     with ProgressBar("distill") as bar:
         result = run_distill(config, resume=resume, progress=bar)
-    if result["stopped_by"] is not None:
-        say(f"stopped at step {result['step']}; continue with --resume (checkpoint in {out})")
-        raise typer.Exit(128 + result["stopped_by"])
-    say(f"the {to_steps}-step student is in {result['model_dir']} (every stage's in {out / 'students'})")
+    exit_if_stopped(result, out)
+    say(f"the {to_steps}-step student is in {result.model_dir} (every stage's in {out / 'students'})")

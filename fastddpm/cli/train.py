@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fastddpm.cli.common import ProgressBar, clean_errors, int_tuple, option, say
+from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 
@@ -130,9 +130,7 @@ def train(
     )
     with ProgressBar("train") as bar:
         result = run_training(config, resume=resume, progress=bar)
-    if result.stopped_by is not None:
-        say(f"stopped at step {result.step}; continue with --resume (checkpoint in {out})")
-        raise typer.Exit(128 + result.stopped_by)
+    exit_if_stopped(result, out)
     say(
         f"finished at step {result.step}: EMA model in {result.model_dir}; metrics in {out / 'metrics.jsonl'}"
     )
