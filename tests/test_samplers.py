@@ -125,16 +125,22 @@ def test_schedule_properties():
     assert s.timesteps(1000, "leading") == list(range(999, -1, -1))
 
 
-def test_ddim_1000_steps_eta_1_matches_ddpm_statistics():
-    """Data x_0 ~ N(0, 0.3^2) has an exact eps(x_t, t); DDPM-1000 and DDIM-1000 with eta = 1 must both sample it,
-    and with the same noise they take the same path (up to x_0 clipping)."""
-    schedule = NoiseSchedule(linear_betas())
+def gaussian_data_eps(schedule: NoiseSchedule, var: float):
+    """The exact eps(x_t, t) of data x_0 ~ N(0, var): a network-free oracle whose samples must have that law."""
     a = schedule.alphas_cumprod
-    var = 0.3**2
 
     def exact_eps(x, t, cond):
         a_t = a[t].view(-1, 1, 1, 1)
         return (1 - a_t).sqrt() * x / (a_t * var + 1 - a_t)
+
+    return exact_eps
+
+
+def test_ddim_1000_steps_eta_1_matches_ddpm_statistics():
+    """Data x_0 ~ N(0, 0.3^2) has an exact eps(x_t, t); DDPM-1000 and DDIM-1000 with eta = 1 must both sample it,
+    and with the same noise they take the same path (up to x_0 clipping)."""
+    schedule = NoiseSchedule(linear_betas())
+    exact_eps = gaussian_data_eps(schedule, 0.3**2)
 
     torch.manual_seed(0)
     x = torch.randn(256, 3, 4, 4)

@@ -35,6 +35,16 @@ def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
+def subprocess_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def tiny_train_command(data: Path, out: Path, *args: str) -> list[str]:
+    """`-m fastddpm train` of a tiny model on the CPU, without quick evaluations."""
+    tiny = ["--channels", "32,32", "--attention", "1", "--eval-minutes", "0", "--device", "cpu"]
+    return ["-m", "fastddpm", "train", "--data", str(data), "--out", str(out), *tiny, *args]
+
+
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     net = ConditionalUNet(ModelConfig(**TINY_MODEL))
@@ -111,33 +121,9 @@ def test_missing_or_foreign_data_dir(tmp_path):
 
 def test_ddp_with_two_gloo_ranks(tiny_data, tmp_path):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=2",
-        "-m",
-        "fastddpm",
-        "train",
-        "--data",
-        str(tiny_data),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--epochs",
-        "4",
-        "--batch-size",
-        "2",
-        "--channels",
-        "32,32",
-        "--attention",
-        "1",
-        "--eval-minutes",
-        "0",
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    cmd += tiny_train_command(tiny_data, out, "--epochs", "4", "--batch-size", "2")
+    env = subprocess_env()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -173,31 +159,8 @@ def test_sigterm_saves_and_exits_143_within_seconds(tiny_data, tmp_path):
     import time
 
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "fastddpm",
-        "train",
-        "--data",
-        str(tiny_data),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-    ]
-    cmd += [
-        "--epochs",
-        "100000",
-        "--batch-size",
-        "2",
-        "--channels",
-        "32,32",
-        "--attention",
-        "1",
-        "--eval-minutes",
-        "0",
-    ]
+    env = subprocess_env()
+    cmd = [sys.executable, *tiny_train_command(tiny_data, out, "--epochs", "100000", "--batch-size", "2")]
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while not (out / "metrics.jsonl").is_file() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:

@@ -20,7 +20,7 @@ from diffusers import UniPCMultistepScheduler
 from fastddpm.configs import DiffusionConfig
 from fastddpm.samplers import sample_dpmpp_2m, sample_unipc
 from fastddpm.schedule import NoiseSchedule, linear_betas
-from test_samplers import dummy_eps
+from test_samplers import dummy_eps, gaussian_data_eps
 
 STEPS = [1, 2, 3, 5, 10, 20, 25]
 
@@ -102,10 +102,7 @@ def test_unipc_samples_the_data_law():
     schedule = NoiseSchedule(linear_betas())
     a = schedule.alphas_cumprod
     var = 0.3**2
-
-    def exact_eps(x, t, cond):
-        a_t = a[t].view(-1, 1, 1, 1)
-        return (1 - a_t).sqrt() * x / (a_t * var + 1 - a_t)
+    exact_eps = gaussian_data_eps(schedule, var)
 
     torch.manual_seed(0)
     x, cond = torch.randn(256, 3, 4, 4), torch.zeros(256, 24)
