@@ -1,6 +1,8 @@
-"""Accuracy vs training wall time of a run (its metrics.jsonl): a PNG and a markdown table under bench/results/.
+"""Accuracy vs images seen (and wall time) of one or more training runs, from their metrics.jsonl quick
+evaluations: a PNG and a markdown table under bench/results/. Each run is labelled (say, with its processor),
+since wall time differs several-fold between machines while images seen does not.
 
-python bench/time_to_accuracy.py runs/default/metrics.jsonl
+python bench/time_to_accuracy.py runs/a/metrics.jsonl:"run a (AMD EPYC)" runs/b/metrics.jsonl:"run b" --batch-size 32
 """
 
 from __future__ import annotations
@@ -14,41 +16,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS  # noqa: E402
 
 
+def quick_evaluations(path: Path) -> list[dict]:
+    return [r for r in map(json.loads, path.read_text().splitlines()) if any(k.startswith("acc_") for k in r)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("metrics", type=Path)
+    parser.add_argument("runs", nargs="+", help="METRICS.jsonl:LABEL")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step (all runs)")
     parser.add_argument("--name", default="time_to_accuracy")
     args = parser.parse_args()
-    records = [json.loads(line) for line in args.metrics.read_text().splitlines()]
-    evals = [r for r in records if any(k.startswith("acc_") for k in r)]
-    splits = sorted({k for r in evals for k in r if k.startswith("acc_")})
-    lines = ["| step | train minutes | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
-    for r in evals:
-        lines.append(
-            f"| {r['step']} | {r['train_seconds'] / 60:.1f} | "
-            + " | ".join(f"{r.get(s, float('nan')):.3f}" for s in splits)
-            + " |"
-        )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(
-        f"Quick evaluations of `{args.metrics}` (DDIM, one seed).\n\n" + "\n".join(lines) + "\n"
+    runs = [(Path(spec.split(":", 1)[0]), spec.split(":", 1)[-1]) for spec in args.runs]
+    splits = sorted(
+        {k for path, _ in runs for r in quick_evaluations(path) for k in r if k.startswith("acc_")}
     )
+    lines = ["| run | step | images seen | train minutes | " + " | ".join(s[4:] for s in splits) + " |"]
+    lines.append("|---|---|---|---|" + "---|" * len(splits))
+    for path, label in runs:
+        for r in quick_evaluations(path):
+            cells = " | ".join(f"{r.get(s, float('nan')):.3f}" for s in splits)
+            lines.append(
+                f"| {label} | {r['step']} | {r['step'] * args.batch_size:,} | {r['train_seconds'] / 60:.1f} | {cells} |"
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    sources = ", ".join(f"`{path}`" for path, _ in runs)
+    header = f"Quick evaluations (DDIM-20, one seed, guidance 2) of {sources}; batch {args.batch_size}.\n\n"
+    (RESULTS / f"{args.name}.md").write_text(header + "\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for split in splits:
-        ax.plot(
-            [r["train_seconds"] / 60 for r in evals if split in r],
-            [r[split] for r in evals if split in r],
-            "o-",
-            label=split[4:],
-        )
-    ax.set_xlabel("training wall time (minutes, evaluation excluded)")
-    ax.set_ylabel("evaluator accuracy")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for (path, label), marker in zip(runs, "os^v", strict=False):
+        evals = quick_evaluations(path)
+        for split, style in zip(splits, ("-", "--"), strict=False):
+            xs = [r["step"] * args.batch_size / 1000 for r in evals if split in r]
+            ax.plot(
+                xs, [r[split] for r in evals if split in r], marker + style, label=f"{label}: {split[4:]}"
+            )
+    ax.set_xlabel("images seen (thousands)")
+    ax.set_ylabel("evaluator accuracy (quick DDIM-20, seed 0)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / f"{args.name}.png")
     print("\n".join(lines))

@@ -9,8 +9,10 @@ the student's target in its own (eps) parameterisation is
 
     eps~ = (z'' - sqrt(a'') / sqrt(a_t) z) / (sqrt(1 - a'') - sqrt(a'') sqrt(1 - a_t) / sqrt(a_t))
 
-(the x-space target x~ of the paper, expressed as eps). Loss weight per timestep (`weighting`): "eps" (plain eps
-MSE, i.e. x-space weight SNR) or "x-trunc-snr" (the paper's x-space max(SNR, 1), i.e. eps weight max(1, 1/SNR)).
+(the x-space target x~ of the paper, expressed as eps). Loss weight per timestep of a halving (`weighting`): "eps"
+(plain eps MSE, i.e. x-space weight SNR) or "x-trunc-snr" (the paper's x-space max(SNR, 1), i.e. eps weight
+max(1, 1/SNR), which puts the high-noise steps first: there an eps error moves x_0 by sqrt(1/SNR), 157x at
+t = 999). Folding uses plain eps MSE, as training does. The learning rate decays linearly to 10% over each stage.
 
 Run folder: config.json, metrics.jsonl (loss per check-in, a quick evaluation after every stage), checkpoint
 (resumable, bit for bit), students/<steps>/ (each stage's student, fp32) and model/ (the final student, fp16).
@@ -94,7 +96,7 @@ def loss_of(
         with torch.no_grad():
             target = halving_target(stage.teacher, z, index, grid, alphas, cond)
     per_row = (stage.student(z, t, cond) - target).pow(2).mean(dim=(1, 2, 3))
-    if config.weighting == "x-trunc-snr":
+    if stage.steps and config.weighting == "x-trunc-snr":  # folding learns an eps like training: plain MSE
         per_row = per_row * (1 / schedule.snr(t)).clamp(min=1.0)
     return per_row.mean()
 
@@ -109,6 +111,8 @@ def train_stage(run, stage: Stage, stop: StopRequest, progress, step_limit: int 
         if stop.signum is not None or (step_limit is not None and counters.step >= step_limit):
             return False
         tick = time.perf_counter()
+        for group in run.optimizer.param_groups:  # linear decay to 10% over the stage: a calmer final student
+            group["lr"] = config.lr * (1 - 0.9 * run.stage_step / config.stage_steps)
         x0, cond = run.batch()
         loss = loss_of(config, stage, run.schedule, x0, cond, run.generator)
         run.optimizer.zero_grad(set_to_none=True)
