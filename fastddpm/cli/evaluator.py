@@ -130,6 +130,13 @@ def evaluator_report(
         say(f"  missed {folder['missed_objects']}: wrong {folder['missed_by_kind']}; top confusions:")
         for pair, count in folder["confusions"][:5]:
             say(f"    {count} x {pair}")
+        seen = folder["visible_pixels"]
+        if seen:
+            say(
+                f"  visible pixels at 320x240: missed objects median {seen['missed_median']:.0f} "
+                f"({seen['missed_below_600']:.0%} below 600), all objects median {seen['all_median']:.0f} "
+                f"({seen['all_below_600']:.0%} below 600)"
+            )
     if out is not None:
         atomic.write_json(out, report)
         say(f"report: {out}")
