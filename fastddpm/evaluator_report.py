@@ -17,6 +17,7 @@ from fastddpm.conditions import CLASSES, read_train_labels, split_class
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.evaluator import Evaluator, topk_hits
 from fastddpm.evaluator_train import blur_through_32
+from fastddpm.runtime import resolve_device
 
 SCENE_NAME = re.compile(r"CLEVR_train_(\d{6})_(\d+)\.png$")
 
@@ -118,6 +119,6 @@ def folder_report(evaluator: Evaluator, folder: Path, geometry: bool = True) -> 
     }
 
 
-def heldout_report(evaluator_path: str | Path | None, folders: list[Path], device: str = "cpu") -> dict:
-    evaluator = Evaluator(evaluator_path, device)
+def heldout_report(evaluator_path: str | Path | None, folders: list[Path], device: str = "auto") -> dict:
+    evaluator = Evaluator(evaluator_path, resolve_device(device))
     return {"evaluator": str(evaluator.path), "folders": [folder_report(evaluator, Path(f)) for f in folders]}

@@ -52,3 +52,36 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     torch.save({"model": {"conv1.weight": torch.zeros(1)}}, tmp_path / "wrong.pth")
     with pytest.raises(UsageError, match="ResNet-18"):
         Evaluator(tmp_path / "wrong.pth")
+
+
+def test_misses_and_their_kinds():
+    from fastddpm.conditions import CLASS_INDEX
+    from fastddpm.evaluator_report import error_kind, misses
+
+    scores = torch.zeros(2, 24)
+    scores[0, CLASS_INDEX["gray cylinder"]] = 0.9  # the gray cube is taken for a gray cylinder
+    scores[0, CLASS_INDEX["red sphere"]] = 0.8
+    scores[1, CLASS_INDEX["cyan cube"]] = 0.7
+    labels = {"a.png": ["gray cube", "red sphere"], "b.png": ["cyan cube"]}
+    missed = misses(scores, ["a.png", "b.png"], labels)
+    assert missed == [{"image": "a.png", "class": "gray cube", "index": 0, "instead": ["gray cylinder"]}]
+    assert error_kind("gray cube", ["gray cylinder"]) == "shape"
+    assert error_kind("gray cube", ["red cube"]) == "color"
+    assert error_kind("gray cube", ["red sphere"]) == "both"
+
+
+def test_report_counts_agree_with_the_accuracy(tiny_data, tiny_evaluator, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from fastddpm.cli import app
+
+    out = tmp_path / "report.json"
+    args = ["evaluator", "report", "--data", tiny_data, "--evaluator", tiny_evaluator, "--out", out]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    [folder] = json.loads(out.read_text())["folders"]
+    assert set(folder["accuracy"]) == {"all", "1_objects", "2_objects", "3_objects"}
+    assert folder["missed_objects"] == round(folder["objects"] * (1 - folder["accuracy"]["all"]))
+    assert all(m["visible_pixels"] > 0 for m in folder["missed"])
