@@ -19,17 +19,16 @@ from pathlib import Path
 
 import torch
 
-from fastddpm.backends import make_backend
+from fastddpm.backends import check_backend, make_backend
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
 from fastddpm.evaluator import Evaluator
-from fastddpm.export.artifacts import checkpoint_sha256
 from fastddpm.configs import SampleSettings
-from fastddpm.generate import generate_split
-from fastddpm.model import load_card
+from fastddpm.generate import check_settings, generate_split
+from fastddpm.model import checkpoint_sha256, load_card
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
-from fastddpm.samplers import SAMPLERS
+from fastddpm.samplers import SAMPLERS, sampler_spec
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.scoring import mean_spread
 
@@ -46,6 +45,44 @@ class BenchRow:
     peak_memory_mib: float | None
     accuracy: dict  # split -> {mean, std, per_seed}
     warmup_seconds: float
+
+
+def bench_rows(config: BenchConfig) -> list[tuple[str, str, int]]:
+    """(backend, sampler, steps) rows, the reference first; every name, count and setting checked (the step
+    counts' upper bounds once the schedule is known, in run_bench)."""
+    specs = [sampler_spec(name) for name in config.samplers]
+    for name in config.backends:
+        check_backend(name)
+    if not config.splits:
+        raise UsageError(
+            "no splits to score: give --labels-file or a --data folder with test.json / new_test.json"
+        )
+    if not config.seeds:
+        raise UsageError("--seeds needs at least one seed")
+    reference = next(s for s in SAMPLERS.values() if s.reference)
+    rows = (
+        [(b, reference.name, reference.default_steps) for b in config.backends[:1]]
+        if config.reference
+        else []
+    )
+    grid = [
+        (b, s.name, n)
+        for b in config.backends
+        for s in specs
+        for n in ((s.default_steps,) if s.reference else config.steps)
+    ]
+    rows = list(dict.fromkeys(rows + grid))
+    for _, sampler, steps in rows:
+        check_settings(row_settings(config, sampler, steps))
+    return rows
+
+
+def row_settings(config: BenchConfig, sampler: str, steps: int) -> SampleSettings:
+    """A row's settings: --eta applies to the samplers that take it (DDIM); one chunk holds the largest split."""
+    eta = config.eta if sampler_spec(sampler).uses_eta else 0.0
+    return SampleSettings(
+        sampler, steps, eta, config.guidance, batch_size=max(len(s) for s in config.splits.values())
+    )
 
 
 def resolve_splits(
@@ -143,7 +180,7 @@ def run_bench(
 ) -> dict:
     """Run every configuration; returns the stamped report (config, environment, rows, command) and the seed-0
     sample grids."""
-    rows_todo = config.configurations()
+    rows_todo = bench_rows(config)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     evaluator = Evaluator(config.evaluator, device)
@@ -158,7 +195,7 @@ def run_bench(
             backends[backend_name] = make_backend(
                 backend_name, config.model_dir, device, dtype, config.export_dir
             )
-        settings = config.settings(sampler, steps)
+        settings = row_settings(config, sampler, steps)
         rows.append(
             bench_row(backends[backend_name], backend_name, schedule, settings, config, evaluator, grids)
         )

@@ -1,6 +1,6 @@
 """Every run's settings as frozen dataclasses (choices.py names the values a setting may take): saved beside
 checkpoints, exports and results, and read by the CLI for its defaults. Torch-free, so `fastddpm --help` stays
-instant; checks that need the sampler registry import it when they run."""
+instant; each checks its own ranges, and what needs a registry (samplers, backends) is checked where it lives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
-from fastddpm.choices import Amp, BackendName, Conditioning, Device, Prediction, Schedule, Weighting
+from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Weighting
 from fastddpm.errors import UsageError
 
 
@@ -137,9 +137,9 @@ class SampleSettings:
     batch_size: int = 32  # fixed chunk shape (padded at the end)
 
     def __post_init__(self) -> None:
-        from fastddpm.samplers import sampler_spec
-
-        spec = sampler_spec(self.sampler)
+        SamplerName.check(
+            self.sampler, "--sampler"
+        )  # which sampler takes eta, and how many steps: generate.py
         if self.steps < 1:
             raise UsageError(f"--steps {self.steps} is out of range: {self.sampler} takes at least 1 step")
         if not math.isfinite(self.eta) or self.eta < 0:
@@ -148,7 +148,6 @@ class SampleSettings:
             raise UsageError(f"--guidance {self.guidance} is out of range: a finite scale >= 0 (1 = none)")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size} is out of range: at least 1")
-        spec.check_eta(self.eta)
 
 
 @dataclass(frozen=True)
@@ -169,49 +168,6 @@ class BenchConfig:
     dtype: str = "auto"
     capture: bool = True  # CUDA only: one graph per denoising run
     export_dir: str = "export"
-
-    def configurations(self) -> list[tuple[str, str, int]]:
-        """(backend, sampler, steps) rows, the reference first; every name and count checked."""
-        from fastddpm.samplers import SAMPLERS, sampler_spec
-
-        specs = [sampler_spec(name) for name in self.samplers]
-        for name in self.backends:
-            BackendName.check(name, "--backend")
-        if not self.splits:
-            raise UsageError(
-                "no splits to score: give --labels-file or a --data folder with test.json / new_test.json"
-            )
-        for n in self.steps:
-            if n < 1:
-                raise UsageError(f"--steps {n} is out of range: at least 1")
-        reference = next(s for s in SAMPLERS.values() if s.reference)
-        rows = (
-            [(b, reference.name, reference.default_steps) for b in self.backends[:1]]
-            if self.reference
-            else []
-        )
-        rows += [
-            (b, s.name, n)
-            for b in self.backends
-            for s in specs
-            for n in ((s.default_steps,) if s.reference else self.steps)
-        ]
-        return list(dict.fromkeys(rows))
-
-    def check(self) -> None:
-        """Every name, count and setting of every row, before any work (step upper bounds: in run_bench)."""
-        for _, sampler, steps in self.configurations():
-            self.settings(sampler, steps)
-        if not self.seeds:
-            raise UsageError("--seeds needs at least one seed")
-
-    def settings(self, sampler: str, steps: int) -> SampleSettings:
-        from fastddpm.samplers import sampler_spec
-
-        eta = self.eta if sampler_spec(sampler).uses_eta else 0.0
-        return SampleSettings(
-            sampler, steps, eta, self.guidance, batch_size=max(len(s) for s in self.splits.values())
-        )
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ from fastddpm.checkpoint import (
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.errors import UsageError
-from fastddpm.export.artifacts import checkpoint_sha256
-from fastddpm.model import EpsilonModel, ModelCard, load_card, load_model, save_model
+from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.scoring import QuickEval

@@ -62,12 +62,20 @@ def image_noise(
     return torch.stack(x_T), (torch.stack(noise, dim=1) if n else None)
 
 
+def check_settings(settings: SampleSettings, num_timesteps: int | None = None) -> None:
+    """What the registry knows: whether the sampler takes eta, and (given the schedule) its step range."""
+    spec = sampler_spec(settings.sampler)
+    spec.check_eta(settings.eta)
+    if num_timesteps is not None:
+        spec.check_steps(settings.steps, num_timesteps)
+
+
 def denoise_fn(
     eps_fn: EpsFn, schedule: NoiseSchedule, settings: SampleSettings, callback: Callback | None = None
 ):
     """(x_T, cond, noise) -> x_0 for one chunk: the sampler with guidance bound in."""
+    check_settings(settings, schedule.num_timesteps)
     spec = sampler_spec(settings.sampler)
-    spec.check_steps(settings.steps, schedule.num_timesteps)
     model = guided(eps_fn, settings.guidance)
 
     def run(x_T: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:

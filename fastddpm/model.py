@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastddpm import atomic
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.configs import DiffusionConfig, ModelConfig
 from fastddpm.errors import UsageError
@@ -173,8 +174,6 @@ def save_model(
     folder: str | Path, net: ConditionalUNet, card: ModelCard, dtype: torch.dtype = torch.float16
 ) -> None:
     """Weights (safetensors, `dtype`) + config.json; both written atomically."""
-    from fastddpm import atomic
-
     folder = Path(folder)
     state = {k: v.detach().to("cpu", dtype) for k, v in net.state_dict().items()}
     atomic.save_safetensors(folder / WEIGHTS_NAME, state)
@@ -221,3 +220,12 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
             f"{weights} does not match {config}: {type(err).__name__}: {str(err)[:300]}"
         ) from None
     return net.to(device).eval(), card
+
+
+def checkpoint_sha256(model_dir: str | Path) -> str:
+    """sha256 of a model folder's weights file: the identity every export and bench result records."""
+    path = Path(model_dir)
+    path = path if path.is_file() else path / WEIGHTS_NAME
+    if not path.is_file():
+        raise UsageError(f"no {WEIGHTS_NAME} in {str(model_dir)!r}")
+    return atomic.file_sha256(path)

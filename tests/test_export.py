@@ -8,7 +8,8 @@ from conftest import make_tiny_model
 from fastddpm.backends import make_backend
 from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
-from fastddpm.export.artifacts import checkpoint_sha256, find_export, sidecar_path
+from fastddpm.export.artifacts import find_export, sidecar_path
+from fastddpm.model import checkpoint_sha256
 from fastddpm.export.contract import UNetIO, parse_batch_profile
 from fastddpm.export.onnx_export import export_onnx
 from fastddpm.generate import generate, image_seeds

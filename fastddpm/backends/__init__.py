@@ -38,7 +38,8 @@ def make_backend(
     export_dir: str | Path = "export",
 ) -> Backend:
     """Build a backend for the model in `model_dir`; ort / trt load the export made from it in `export_dir`."""
-    from fastddpm.export.artifacts import checkpoint_sha256, find_export
+    from fastddpm.export.artifacts import find_export
+    from fastddpm.model import checkpoint_sha256
 
     check_backend(name)
     if name in ("torch", "compile"):

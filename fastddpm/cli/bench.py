@@ -70,7 +70,7 @@ def bench(
     --eta applies to the DDIM rows only. Accuracy is the mean ± std over the seeds, each split scored in one
     evaluator call as the course does.
     """
-    from fastddpm.bench import default_seeds, resolve_splits, run_bench
+    from fastddpm.bench import bench_rows, default_seeds, resolve_splits, run_bench
     from fastddpm.bench_report import table, write_report
     from fastddpm.generate import model_defaults
     from fastddpm.model import load_card
@@ -99,7 +99,7 @@ def bench(
         capture=capture,
         export_dir=str(export_dir),
     )
-    config.check()  # every row's settings, before any work
+    bench_rows(config)  # every row's settings, before any work
     cpu_note(device.value)
     with ProgressBar("bench") as bar:
         report = run_bench(config, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)

@@ -97,7 +97,7 @@ def sample(
 ) -> None:
     """Generate one image per condition, written in label-file order."""
     from fastddpm.conditions import parse_label_string
-    from fastddpm.generate import model_defaults
+    from fastddpm.generate import check_settings, model_defaults
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
     from fastddpm.write_samples import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
@@ -106,11 +106,13 @@ def sample(
     conditions = read_labels(labels, labels_file)
     model = model or default_model_dir()
     chosen, steps, guidance = model_defaults(load_card(model), sampler and sampler.value, steps, guidance)
+    settings = SampleSettings(chosen, steps, eta, guidance, batch_size)
+    check_settings(settings, load_card(model).diffusion.timesteps)
     job = SampleJob(
         labels=conditions,
         out=out,
         model_dir=model,
-        settings=SampleSettings(chosen, steps, eta, guidance, batch_size),
+        settings=settings,
         seed=seed,
         backend=backend.value,
         device=device.value,

@@ -10,31 +10,14 @@ its file name alone: a file from other weights, renamed, is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from fastddpm.atomic import file_sha256
 from fastddpm.errors import UsageError
-from fastddpm.model import WEIGHTS_NAME
+from fastddpm.model import checkpoint_sha256
 
 SUFFIX_COMMAND = {".onnx": "fastddpm export --onnx", ".plan": "fastddpm export --onnx --trt"}
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checkpoint_sha256(model_dir: str | Path) -> str:
-    """sha256 of a model folder's weights file: the identity every export and bench result records."""
-    path = Path(model_dir)
-    path = path if path.is_file() else path / WEIGHTS_NAME
-    if not path.is_file():
-        raise UsageError(f"no {WEIGHTS_NAME} in {str(model_dir)!r}")
-    return file_sha256(path)
 
 
 def export_stem(sha: str, precision: str) -> str:

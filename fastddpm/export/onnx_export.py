@@ -16,9 +16,10 @@ from torch import nn
 
 from fastddpm import __version__, atomic
 from fastddpm.errors import UsageError
-from fastddpm.export.artifacts import checkpoint_sha256, export_stem, file_sha256, sidecar_path
+from fastddpm.atomic import file_sha256
+from fastddpm.export.artifacts import export_stem, sidecar_path
 from fastddpm.export.contract import UNetIO
-from fastddpm.model import EpsilonModel, ModelCard, load_model
+from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_model
 from fastddpm.runtime import DTYPES, resolve_device
 
 PRECISIONS = tuple(DTYPES)  # fp32, bf16, fp16

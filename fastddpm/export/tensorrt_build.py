@@ -13,7 +13,8 @@ import torch
 
 from fastddpm import atomic
 from fastddpm.errors import UsageError
-from fastddpm.export.artifacts import file_sha256, read_sidecar, sidecar_path
+from fastddpm.atomic import file_sha256
+from fastddpm.export.artifacts import read_sidecar, sidecar_path
 from fastddpm.export.contract import UNetIO
 
 TRT_MISSING = (
