@@ -107,48 +107,57 @@ def train_evaluator(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total, pct_start=0.1)
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS_FILE).unlink(missing_ok=True)
-    start, step, accuracy = time.perf_counter(), 0, None
+    start, accuracy = time.perf_counter(), None
     for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train.names), generator=generator)
+        order = torch.randperm(len(train.names), generator=generator)[: steps_per_epoch * config.batch_size]
         losses = []
-        for batch in order[: steps_per_epoch * config.batch_size].view(steps_per_epoch, -1):
-            x = augment(to_model_range(train.images[batch]), config.blur_prob, generator)
-            x = x.to(device, memory_format=torch.channels_last)
-            with autocast(device, torch.bfloat16 if config.bf16 else None):
-                scores = model(x)
-            loss = F.binary_cross_entropy(scores.float(), train.labels[batch].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for batch in order.view(steps_per_epoch, -1):
+            losses.append(_step(model, optimizer, train, batch, config, generator, device))
             schedule.step()
-            step += 1
-            losses.append(loss.detach())
             if progress:
-                progress(step, total, f"epoch {epoch}")
+                progress((epoch - 1) * steps_per_epoch + len(losses), total, f"epoch {epoch}")
         accuracy = heldout_accuracy(model, validation) if validation else None
-        record = {"epoch": epoch, "step": step, "seconds": round(time.perf_counter() - start, 1)}
+        record = {
+            "epoch": epoch,
+            "step": epoch * steps_per_epoch,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         record |= {"loss": torch.stack(losses).mean().item(), "validation": accuracy}
         with open(out / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-    seconds = time.perf_counter() - start
-    state = {
-        k: (v.half() if config.half and v.is_floating_point() else v) for k, v in model.state_dict().items()
-    }
-    with atomic.atomic_path(out / WEIGHTS_FILE) as tmp:
-        torch.save({"model": {k: v.cpu().contiguous() for k, v in state.items()}}, tmp)
+    save_course_format(model, out / WEIGHTS_FILE, config.half)
     report = {
         "config": dataclasses.asdict(config),
         "train_images": len(train.names),
         "renders": {folder: _render_manifest(folder) for folder in config.data},
-        "steps": step,
-        "train_seconds": round(seconds, 1),
+        "steps": total,
+        "train_seconds": round(time.perf_counter() - start, 1),
         "machine": device_name(device),
         "validation_accuracy": accuracy,
         "torch": torch.__version__,
     }
     atomic.write_json(out / RECORD_FILE, report)
     return report
+
+
+def _step(model, optimizer, train: Dataset, batch, config, generator, device) -> torch.Tensor:
+    """One step on the images `batch` indexes, augmented; returns the loss (not synchronised)."""
+    model.train()
+    x = augment(to_model_range(train.images[batch]), config.blur_prob, generator)
+    with autocast(device, torch.bfloat16 if config.bf16 else None):
+        scores = model(x.to(device, memory_format=torch.channels_last))
+    loss = F.binary_cross_entropy(scores.float(), train.labels[batch].to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def save_course_format(model: torch.nn.Module, path: Path, half: bool) -> None:
+    """{"model": state_dict}, contiguous, in fp16 when `half`: what the course's own code loads."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    with atomic.atomic_path(path) as tmp:
+        torch.save({"model": {k: v.cpu().contiguous() for k, v in state.items()}}, tmp)
 
 
 def _render_manifest(folder: str) -> dict | None:

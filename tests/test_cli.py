@@ -101,3 +101,13 @@ def test_help_teaches():
     )
     code, text = run("bench", "--help")
     assert code == 0 and "--labels-file" in text and "--reference" in text
+
+
+def test_help_does_not_import_torch():
+    """`fastddpm --help` stays instant: the command tree (choices, defaults) is torch-free."""
+    import subprocess
+    import sys
+
+    code = "import sys, fastddpm.cli; from fastddpm.cli import app; assert 'torch' not in sys.modules, 'torch'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
