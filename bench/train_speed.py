@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ from fastddpm.loss import diffusion_loss  # noqa: E402
 from fastddpm.choices import Conditioning  # noqa: E402
 from fastddpm.configs import DiffusionConfig, ModelConfig  # noqa: E402
 from fastddpm.model import ConditionalUNet, count_parameters  # noqa: E402
-from fastddpm.runtime import device_name  # noqa: E402
+from fastddpm.runtime import device_name, timed_call  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
 from fastddpm.train import ema_update  # noqa: E402
 from fastddpm.train_setup import default_batch_size, training_module  # noqa: E402
@@ -65,16 +64,11 @@ def main() -> None:
         optimizer.step()
         ema_update(ema, net, 0.999)
 
-    def timed(steps: int) -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+    def steps(n: int):
+        return lambda: [step() for _ in range(n)]
 
-    warmup = timed(args.warmup)  # includes compilation
-    seconds = timed(args.steps)
+    warmup = timed_call(steps(args.warmup), device)[1] / 1000  # includes compilation
+    seconds = timed_call(steps(args.steps), device)[1] / 1000
     rate = args.steps * args.batch_size / seconds
     name = "course-style baseline" if args.baseline else f"shipped config, {args.conditioning} conditioning"
     print(

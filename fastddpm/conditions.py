@@ -97,11 +97,6 @@ def multi_hot(label_lists: Sequence[Sequence[str]]) -> torch.Tensor:
     return out
 
 
-def labels_from_multi_hot(vectors: torch.Tensor) -> list[LabelList]:
-    """(B, 24) multi-hot -> label lists in class order (the vector forgets the insertion order)."""
-    return [[CLASSES[i] for i in row.nonzero().flatten().tolist()] for row in vectors]
-
-
 def _load_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():

@@ -108,6 +108,8 @@ def test_help_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, fastddpm.cli; from fastddpm.cli import app; assert 'torch' not in sys.modules, 'torch'"
+    code = (
+        "import sys, fastddpm.cli; from fastddpm.cli import app; assert 'torch' not in sys.modules, 'torch'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

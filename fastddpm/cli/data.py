@@ -9,6 +9,7 @@ import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, say
 from fastddpm.choices import Device
+from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES
 
 data_app = typer.Typer(
     help="Render a look-alike i-CLEVR data set, or check one you bring.", no_args_is_help=True
@@ -27,7 +28,7 @@ def data_render(
     ],
     scenes: Annotated[
         int, typer.Option(min=1, help="Scenes to draw; each gives one image per object count.")
-    ] = 6003,
+    ] = ICLEVR_SCENES,
     seed: Annotated[
         int, typer.Option(min=0, help="Seed of labels, placement, jitter and the test splits.")
     ] = 0,
@@ -36,7 +37,7 @@ def data_render(
     ] = Device.cpu,
     max_objects: Annotated[
         int, typer.Option(min=1, max=5, help="Objects per scene: 3 as in i-CLEVR, 5 for evaluator data.")
-    ] = 3,
+    ] = ICLEVR_MAX_OBJECTS,
     train_labels: Annotated[
         Optional[Path], typer.Option(help="Render the images of this train.json instead of drawing labels.")
     ] = None,

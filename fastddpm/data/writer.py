@@ -22,6 +22,7 @@ import torch
 from fastddpm import atomic
 from fastddpm.conditions import CLASS_INDEX, ConditionError, LabelList, read_train_labels
 from fastddpm.data import render, synth
+from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES
 from fastddpm.errors import UsageError
 from fastddpm.runtime import resolve_device
 
@@ -122,10 +123,10 @@ def _check_resumable(out: Path, config: RenderConfig) -> None:
 
 def render_dataset(
     out: str | Path,
-    scenes: int = 6003,
+    scenes: int = ICLEVR_SCENES,
     seed: int = 0,
     device: str = "cpu",
-    max_objects: int = 3,
+    max_objects: int = ICLEVR_MAX_OBJECTS,
     labels_file: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,  # (images done, images total)
 ) -> RenderReport:
