@@ -19,6 +19,7 @@ from fastddpm import atomic
 from fastddpm.backends import make_backend
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
+from fastddpm.defaults import ICLEVR_MAX_OBJECTS
 from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
 from fastddpm.generate import generate, image_noise, image_seeds
@@ -84,7 +85,7 @@ def objects_warning(job: SampleJob) -> str | None:
     """A note when a condition names more objects than the model's training scenes held (drawn anyway: the
     model may still place them, but nothing trained it to)."""
     render = load_card(job.model_dir).info.get("render") or {}
-    trained = int(render.get("max_objects", 3))
+    trained = int(render.get("max_objects", ICLEVR_MAX_OBJECTS))
     most = max(len(labels) for labels in [*job.labels, job.trajectory_labels or []])
     if most <= trained:
         return None
