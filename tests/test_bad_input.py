@@ -60,6 +60,10 @@ VALUES = [
     (["train", "--epochs", "nan"], ("--epochs nan")),
     (["train", "--cond-drop", "1"], ("--cond-drop 1.0", "[0, 1)")),
     (["export", "--batch-profile", "0:1:2"], ("1 <= MIN")),
+    ([*SAMPLE, "--seed", "99999999999999999999"], ("'--seed'", "less than or equal to 4294967295")),
+    ([*SAMPLE, "--batch-size", "99999999999999999999"], ("'--batch-size'", "less than or equal to 65536")),
+    (["bench", "--seeds", "0,99999999999", "--no-reference"], ("--seeds 99999999999", "<= 4294967295")),
+    (["data", "render", "--scenes", "99999999999999999999"], ("'--scenes'", "less than or equal to 1000000")),
 ]
 
 
@@ -71,6 +75,7 @@ def test_values_are_checked_where_parsed(tmp_path, tiny_model, tiny_data, args, 
         "bench": ["--out", out, "--model", tiny_model, "--labels-file", COURSE / "test.json"],
         "train": ["--data", tiny_data, "--out", out],
         "export": ["--out", out, "--model", tiny_model],
+        "data": ["--out", out],
     }[args[0]]
     assert_refused(*run(*args, *extra), *fragments)
     assert not out.exists()

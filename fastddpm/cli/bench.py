@@ -19,6 +19,7 @@ from fastddpm.cli.options import (
 from fastddpm.atomic import check_output_folder
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
 from fastddpm.configs import BenchConfig
+from fastddpm.defaults import MAX_SEED
 
 Samplers = Annotated[str, option("Grid", f"Comma list of {', '.join(SamplerName.names())}.")]
 Steps = Annotated[
@@ -88,7 +89,9 @@ def bench(
         else ((own_steps,) if student else BenchConfig.steps),
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
-        seeds=int_tuple(seeds, "--seeds", minimum=0) if seeds else default_seeds(device.value),
+        seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED)
+        if seeds
+        else default_seeds(device.value),
         guidance=guidance,
         eta=eta,
         reference=reference,

@@ -155,8 +155,10 @@ def exit_if_stopped(result: Any, out: Path) -> None:
         raise typer.Exit(128 + result.stopped_by)
 
 
-def int_tuple(text: str, option: str, minimum: int | None = None) -> tuple[int, ...]:
-    """'64,128,128' -> (64, 128, 128); every value >= minimum when given."""
+def int_tuple(
+    text: str, option: str, minimum: int | None = None, maximum: int | None = None
+) -> tuple[int, ...]:
+    """'64,128,128' -> (64, 128, 128); every value within [minimum, maximum] when given."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -166,6 +168,9 @@ def int_tuple(text: str, option: str, minimum: int | None = None) -> tuple[int, 
     low = [v for v in values if minimum is not None and v < minimum]
     if low:
         raise UsageError(f"{option} {low[0]} is out of range: each value must be >= {minimum}")
+    high = [v for v in values if maximum is not None and v > maximum]
+    if high:
+        raise UsageError(f"{option} {high[0]} is out of range: each value must be <= {maximum}")
     return values
 
 

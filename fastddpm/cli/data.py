@@ -9,7 +9,7 @@ import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, say
 from fastddpm.choices import Device
-from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES
+from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES, MAX_SCENES
 
 data_app = typer.Typer(
     help="Render a look-alike i-CLEVR data set, or check one you bring.", no_args_is_help=True
@@ -27,7 +27,12 @@ def data_render(
         ),
     ],
     scenes: Annotated[
-        int, typer.Option(min=1, help="Scenes to draw; each gives one image per object count.")
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_SCENES,
+            help="Scenes to draw; each gives one image per object count (at most 10**6).",
+        ),
     ] = ICLEVR_SCENES,
     seed: Annotated[
         int, typer.Option(min=0, help="Seed of labels, placement, jitter and the test splits.")

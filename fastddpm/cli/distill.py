@@ -11,6 +11,7 @@ from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
 from fastddpm.configs import DistillConfig
 from fastddpm.errors import UsageError
+from fastddpm.defaults import MAX_BATCH, MAX_SEED
 
 Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")]
 Data = Annotated[
@@ -27,12 +28,12 @@ Guidance = Annotated[
 Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget, shared evenly by the stages.")]
 Resume = Annotated[bool, option("Run", "Continue the run in --out where it stopped.")]
 StageSteps = Annotated[int, option("Optimisation", "Optimisation steps per stage.", min=1)]
-BatchSize = Annotated[int, option("Optimisation", "Images per step.", min=1)]
+BatchSize = Annotated[int, option("Optimisation", "Images per step.", min=1, max=MAX_BATCH)]
 Lr = Annotated[float, option("Optimisation", "Learning rate (AdamW, constant), > 0.", min=0.0)]
 WeightingOpt = Annotated[
     Weighting, option("Optimisation", "Loss weight per timestep (see `fastddpm.distill`).")
 ]
-Seed = Annotated[int, option("Optimisation", "Seed of batches, timesteps and noise.", min=0)]
+Seed = Annotated[int, option("Optimisation", "Seed of batches, timesteps and noise.", min=0, max=MAX_SEED)]
 
 
 @clean_errors

@@ -12,6 +12,7 @@ from fastddpm.cli.options import DeviceOption, EvaluatorOption
 from fastddpm.choices import Device
 from fastddpm.configs import EvaluatorTrainConfig
 from fastddpm.errors import UsageError
+from fastddpm.defaults import MAX_BATCH, MAX_SEED
 
 evaluator_app = typer.Typer(
     help="The ResNet-18 evaluator: train the stand-in, or score images.", no_args_is_help=True
@@ -42,13 +43,13 @@ def evaluator_train(
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over --data.")] = EvaluatorTrainConfig.epochs,
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Images per step.")
+        int, typer.Option(min=1, max=MAX_BATCH, help="Images per step.")
     ] = EvaluatorTrainConfig.batch_size,
     lr: Annotated[
         float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")
     ] = EvaluatorTrainConfig.lr,
     seed: Annotated[
-        int, typer.Option(min=0, help="Seed of initialisation, order and augmentation.")
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of initialisation, order and augmentation.")
     ] = EvaluatorTrainConfig.seed,
     device: DeviceOption = Device(EvaluatorTrainConfig.device),
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 from fastddpm.cli.common import option
 from fastddpm.choices import Device, Dtype
+from fastddpm.defaults import MAX_BATCH
 
 ModelDir = Annotated[
     Optional[Path],
@@ -39,4 +40,4 @@ EvaluatorOption = Annotated[
     Optional[Path],
     option("Scoring", "Evaluator checkpoint, e.g. the course's checkpoint.pth (default: the stand-in)."),
 ]
-BatchSizeOption = Annotated[int, option("Runtime", "Images per fixed-shape chunk.", min=1)]
+BatchSizeOption = Annotated[int, option("Runtime", "Images per fixed-shape chunk.", min=1, max=MAX_BATCH)]

@@ -18,6 +18,7 @@ from fastddpm.cli.options import (
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
 from fastddpm.configs import BenchConfig, SampleSettings
 from fastddpm.errors import UsageError
+from fastddpm.defaults import MAX_SEED
 
 Out = Annotated[
     Path,
@@ -63,7 +64,9 @@ Steps = Annotated[
         show_default="the sampler's own: ddpm 1000, ddim 50, dpmpp 20, unipc 10; a distilled student's own",
     ),
 ]
-Seed = Annotated[int, option("Sampler", "Image i uses the per-image seed seed*1000003+i.", min=0)]
+Seed = Annotated[
+    int, option("Sampler", "Image i uses the per-image seed seed*1000003+i.", min=0, max=MAX_SEED)
+]
 Backend = Annotated[
     BackendName, option("Runtime", "torch, compile, ort (needs `fastddpm export --onnx`) or trt.")
 ]

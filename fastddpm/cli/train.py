@@ -12,6 +12,7 @@ import typer
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
+from fastddpm.defaults import MAX_BATCH, MAX_SEED
 
 
 Data = Annotated[Path, option("Run", "i-CLEVR folder in the course layout (`data render` makes one).")]
@@ -23,7 +24,13 @@ Gpus = Annotated[int, option("Run", "Launch torchrun with this many processes (D
 DeviceOpt = Annotated[Device, option("Run", "auto takes the GPU when there is one.")]
 BatchSize = Annotated[
     Optional[int],
-    option("Optimisation", "Images per step per process.", min=1, show_default="256 on CUDA, 32 on a CPU"),
+    option(
+        "Optimisation",
+        "Images per step per process.",
+        min=1,
+        max=MAX_BATCH,
+        show_default="256 on CUDA, 32 on a CPU",
+    ),
 ]
 Lr = Annotated[
     float, option("Optimisation", "Peak learning rate (AdamW, warm-up then cosine), > 0.", min=0.0)
@@ -32,7 +39,7 @@ Ema = Annotated[bool, option("Optimisation", "Keep an EMA of the weights (what g
 CondDrop = Annotated[
     float, option("Optimisation", "Share of null conditions, for guidance; in [0, 1).", min=0.0, max=1.0)
 ]
-Seed = Annotated[int, option("Optimisation", "Seed of init, batches and noise.", min=0)]
+Seed = Annotated[int, option("Optimisation", "Seed of init, batches and noise.", min=0, max=MAX_SEED)]
 Compile = Annotated[
     Optional[bool],
     option("Speed", "torch.compile the model.", "--compile/--no-compile", show_default="on CUDA"),

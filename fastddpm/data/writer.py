@@ -22,7 +22,7 @@ import torch
 from fastddpm import atomic
 from fastddpm.conditions import CLASS_INDEX, ConditionError, LabelList, read_train_labels
 from fastddpm.data import render, synth
-from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES
+from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES, MAX_SCENES
 from fastddpm.errors import UsageError
 from fastddpm.runtime import resolve_device
 
@@ -98,8 +98,10 @@ def jobs_from_train_file(path: str | Path, max_objects: int) -> list[SceneJob]:
 
 
 def _validate(out: Path, scenes: int, max_objects: int) -> None:
-    if scenes < 1:
-        raise UsageError(f"--scenes {scenes} is out of range: at least 1")
+    if not 1 <= scenes <= MAX_SCENES:
+        raise UsageError(
+            f"--scenes {scenes} is out of range: 1 to {MAX_SCENES:,} (image names hold six digits)"
+        )
     if not 1 <= max_objects <= 5:
         raise UsageError(f"--max-objects {max_objects} is out of range: 1 to 5")
     atomic.check_output_folder(out)
