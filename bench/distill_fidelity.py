@@ -46,16 +46,17 @@ def main() -> None:
         "rows": [],
     }
     images = {}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    student_steps = model_defaults(load_card(args.student), "ddim", None, None)[1]
     for role, folder in (("teacher", args.teacher), ("student", args.student)):
         card = load_card(folder)
-        student_steps = model_defaults(load_card(args.student), "ddim", None, None)[1]
         guidance = model_defaults(card, "ddim", None, None)[2]  # 1 for a guidance-folded teacher
         steps = 2 * student_steps if role == "teacher" else student_steps
         backend = make_backend("torch", folder, device)
         schedule = NoiseSchedule.from_config(card.diffusion)
         settings = SampleSettings("ddim", steps, guidance=guidance, batch_size=32)
         for split, labels in splits.items():
-            for seed in map(int, args.seeds.split(",")):
+            for seed in seeds:
                 out = generate_split(backend, schedule, labels, settings, seed, device)
                 images[role, split, seed] = out
                 accuracy = evaluator.accuracy(out, multi_hot(labels))

@@ -10,8 +10,8 @@ from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, opti
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
 from fastddpm.configs import DistillConfig
-from fastddpm.errors import UsageError
 from fastddpm.defaults import MAX_BATCH, MAX_SEED
+from fastddpm.errors import UsageError
 
 Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")]
 Data = Annotated[

@@ -11,8 +11,8 @@ from fastddpm.cli.common import ProgressBar, clean_errors, option, say
 from fastddpm.cli.options import DeviceOption, EvaluatorOption
 from fastddpm.choices import Device
 from fastddpm.configs import EvaluatorTrainConfig
-from fastddpm.errors import UsageError
 from fastddpm.defaults import MAX_BATCH, MAX_SEED
+from fastddpm.errors import UsageError
 
 evaluator_app = typer.Typer(
     help="The ResNet-18 evaluator: train the stand-in, or score images.", no_args_is_help=True

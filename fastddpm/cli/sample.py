@@ -17,8 +17,8 @@ from fastddpm.cli.options import (
 )
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
 from fastddpm.configs import BenchConfig, SampleSettings
-from fastddpm.errors import UsageError
 from fastddpm.defaults import MAX_SEED
+from fastddpm.errors import UsageError
 
 Out = Annotated[
     Path,
