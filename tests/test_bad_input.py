@@ -149,6 +149,14 @@ def test_evaluator_train_never_overwrites_without_force(tmp_path, tiny_data):
     assert_refused(*run("evaluator", "train", "--data", tiny_data, "--out", tmp_path / "e.pth"), "run folder")
 
 
+def test_evaluator_train_refuses_an_init_that_is_no_evaluator(tmp_path, tiny_data, tiny_model):
+    out = tmp_path / "evaluator"
+    for init in (tmp_path / "missing.pth", tiny_model, tiny_model / "model.safetensors"):
+        command = ("evaluator", "train", "--data", tiny_data, "--out", out, "--init", init, "--epochs", "1")
+        assert_refused(*run(*command), str(init))
+        assert not out.exists()
+
+
 # Text is text ------------------------------------------------------------------------------------------------
 
 

@@ -85,3 +85,19 @@ def test_report_counts_agree_with_the_accuracy(tiny_data, tiny_evaluator, tmp_pa
     assert set(folder["accuracy"]) == {"all", "1_objects", "2_objects", "3_objects"}
     assert folder["missed_objects"] == round(folder["objects"] * (1 - folder["accuracy"]["all"]))
     assert all(m["visible_pixels"] > 0 for m in folder["missed"])
+
+
+def test_train_with_init_starts_from_the_given_weights(tiny_data, tiny_evaluator, tmp_path):
+    from fastddpm.configs import EvaluatorTrainConfig
+    from fastddpm.evaluator_train import train_evaluator
+
+    def first_conv(path):
+        return Evaluator(path).model.conv1.weight
+
+    # a vanishing learning rate: the weights end where they started, so the start is what --init named
+    common = dict(data=(str(tiny_data),), epochs=1, batch_size=4, lr=1e-12, seed=3, half=False)
+    train_evaluator(EvaluatorTrainConfig(init=str(tiny_evaluator), **common), tmp_path / "tuned")
+    train_evaluator(EvaluatorTrainConfig(**common), tmp_path / "fresh")
+    given = first_conv(tiny_evaluator)
+    torch.testing.assert_close(first_conv(tmp_path / "tuned" / "evaluator.pth"), given)
+    assert (first_conv(tmp_path / "fresh" / "evaluator.pth") - given).abs().max() > 1e-2

@@ -41,6 +41,13 @@ def evaluator_train(
             help="A render of other seeds, scored after every epoch (never trained on).",
         ),
     ] = None,
+    init: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Fine-tune this evaluator.pth (course format, e.g. checkpoints/evaluator.pth) instead of "
+            "starting from random weights; pair it with a lower --lr."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over --data.")] = EvaluatorTrainConfig.epochs,
     batch_size: Annotated[
         int, typer.Option(min=1, max=MAX_BATCH, help="Images per step.")
@@ -60,6 +67,7 @@ def evaluator_train(
     config = EvaluatorTrainConfig(
         data=tuple(str(d) for d in data),
         validation=str(validation) if validation else None,
+        init=str(init) if init else None,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
