@@ -176,7 +176,7 @@ class EvaluatorTrainConfig:
 
     data: tuple[str, ...]  # rendered folders (1-3 and 1-5 object scenes), used together
     validation: str | None = None  # a render of other seeds, scored after every epoch (never trained on)
-    init: str | None = None  # a course-format evaluator.pth to fine-tune instead of starting from random weights
+    init: str | None = None  # a course-format evaluator.pth to fine-tune (else random weights)
     epochs: int = 24
     batch_size: int = 128
     lr: float = 2e-3  # one-cycle peak
