@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from fastddpm.atomic import file_sha256
 from fastddpm.backends import check_backend, make_backend
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
@@ -27,6 +28,7 @@ from fastddpm.evaluator import Evaluator
 from fastddpm.configs import SampleSettings
 from fastddpm.generate import check_settings, generate_split
 from fastddpm.model import checkpoint_sha256, load_card
+from fastddpm.paths import default_evaluator_path
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
 from fastddpm.samplers import SAMPLERS, sampler_spec
 from fastddpm.schedule import NoiseSchedule
@@ -172,6 +174,8 @@ def environment(config: BenchConfig, device: torch.device) -> dict:
         "checkpoint": config.model_dir,
         "checkpoint_sha256": checkpoint_sha256(config.model_dir),
         "evaluator": config.evaluator or "checkpoints/evaluator.pth (stand-in)",
+        # the judge changes the numbers: its hash says which one scored them
+        "evaluator_sha256": file_sha256(config.evaluator or default_evaluator_path()),
     }
 
 

@@ -2,6 +2,7 @@ import json
 
 from typer.testing import CliRunner
 
+from fastddpm.atomic import file_sha256
 from fastddpm.cli import app
 
 
@@ -38,6 +39,7 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
     report = json.loads(report_path.read_text())
     assert set(report) >= {"config", "environment", "rows", "stamp", "command", "split_size"}
     assert set(report["environment"]) >= {"device", "torch", "checkpoint_sha256", "evaluator"}
+    assert report["environment"]["evaluator_sha256"] == file_sha256(tiny_evaluator)
     assert [(r["sampler"], r["steps"]) for r in report["rows"]] == [("ddim", 2), ("dpmpp", 2)]
     for row in report["rows"]:
         assert set(row) == {
