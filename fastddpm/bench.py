@@ -28,7 +28,6 @@ from fastddpm.evaluator import Evaluator
 from fastddpm.configs import SampleSettings
 from fastddpm.generate import check_settings, generate_split
 from fastddpm.model import checkpoint_sha256, load_card
-from fastddpm.paths import default_evaluator_path
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
 from fastddpm.samplers import SAMPLERS, sampler_spec
 from fastddpm.schedule import NoiseSchedule
@@ -163,7 +162,7 @@ def bench_row(
     )
 
 
-def environment(config: BenchConfig, device: torch.device) -> dict:
+def environment(config: BenchConfig, device: torch.device, evaluator: Evaluator) -> dict:
     import platform
 
     return {
@@ -175,7 +174,7 @@ def environment(config: BenchConfig, device: torch.device) -> dict:
         "checkpoint_sha256": checkpoint_sha256(config.model_dir),
         "evaluator": config.evaluator or "checkpoints/evaluator.pth (stand-in)",
         # the judge changes the numbers: its hash says which one scored them
-        "evaluator_sha256": file_sha256(config.evaluator or default_evaluator_path()),
+        "evaluator_sha256": file_sha256(evaluator.path),
     }
 
 
@@ -207,7 +206,7 @@ def run_bench(
         progress(len(rows_todo), len(rows_todo), "done")
     return {
         "config": dataclasses.asdict(config),
-        "environment": environment(config, device),
+        "environment": environment(config, device, evaluator),
         "rows": [dataclasses.asdict(r) for r in rows],
         "grids": grids,
         "default_steps": {name: spec.default_steps for name, spec in SAMPLERS.items()},

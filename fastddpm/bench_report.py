@@ -53,7 +53,7 @@ def markdown(report: dict) -> str:
         "",
         f"Device: {env['device']}; torch {env['torch']}; checkpoint {env['checkpoint']} "
         f"({env['checkpoint_sha256'][:12]}); evaluator: {env['evaluator']}"
-        f" ({env.get('evaluator_sha256', 'hash not recorded')[:12]}).",
+        f" ({env['evaluator_sha256'][:12]}).",
         f"Latency: one split of {report['split_size']} images, median / p90 over "
         f"{report['rows'][0]['latency_ms']['runs']} runs after a warm-up; accuracy: mean ± std over seeds "
         f"{report['config']['seeds']}; guidance {report['config']['guidance']}.",
