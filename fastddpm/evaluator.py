@@ -54,17 +54,18 @@ def micro_topk_accuracy(scores: torch.Tensor, targets: torch.Tensor) -> float:
 class Evaluator:
     """Scores images with a course-format ResNet-18 checkpoint."""
 
-    def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, path: str | Path | None = None, device: str | torch.device = "cpu", option: str = "--evaluator"
+    ) -> None:
+        """`option` names the command-line option the path came from, for the messages."""
         self.path = Path(path) if path else default_evaluator_path()
         expected = (
             "a .pth file holding {'model': state_dict}: the course's checkpoint.pth or a run's evaluator.pth"
         )
         if self.path.is_dir():
-            raise UsageError(f"--evaluator {str(self.path)!r} is a folder; it takes {expected}")
+            raise UsageError(f"{option} {str(self.path)!r} is a folder; it takes {expected}")
         if not self.path.is_file():
-            raise UsageError(
-                f"evaluator checkpoint {str(self.path)!r} not found; --evaluator takes {expected}"
-            )
+            raise UsageError(f"evaluator checkpoint {str(self.path)!r} not found; {option} takes {expected}")
         try:
             checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
             state = checkpoint["model"]

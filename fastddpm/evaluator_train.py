@@ -96,16 +96,13 @@ def train_evaluator(
     config.validate()
     check_out(out, force)
     device = resolve_device(config.device)
-    # the starting weights are checked (a clear message if they are not an evaluator) before the data loads
-    start_weights = Evaluator(config.init).model.state_dict() if config.init else None
+    # the starting network is loaded (a clear message if it is not an evaluator) before the data loads
+    start = Evaluator(config.init, option="--init").model if config.init else None
     train = _combined(config.data)
     validation = load_dataset(config.validation) if config.validation else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = build_resnet18()
-    if start_weights is not None:
-        model.load_state_dict(start_weights)
-    model = model.to(device, memory_format=torch.channels_last)
+    model = (build_resnet18() if start is None else start).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train.names) // config.batch_size
     total = steps_per_epoch * config.epochs

@@ -153,7 +153,9 @@ def test_evaluator_train_refuses_an_init_that_is_no_evaluator(tmp_path, tiny_dat
     out = tmp_path / "evaluator"
     for init in (tmp_path / "missing.pth", tiny_model, tiny_model / "model.safetensors"):
         command = ("evaluator", "train", "--data", tiny_data, "--out", out, "--init", init, "--epochs", "1")
-        assert_refused(*run(*command), str(init))
+        code, text = run(*command)
+        assert_refused(code, text, str(init))
+        assert "--evaluator" not in text, "the message names the option the user gave"
         assert not out.exists()
 
 
