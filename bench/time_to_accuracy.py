@@ -25,20 +25,26 @@ def quick_evaluations(path: Path, steps: range) -> list[dict]:
 
 
 def parse_run(spec: str) -> tuple[Path, range, str]:
-    """METRICS.jsonl[@FIRST-[LAST]]:LABEL -> (path, steps kept, label)."""
+    """METRICS.jsonl[@FIRST-[LAST]]:LABEL -> (path, steps kept, label); argparse turns a refusal into one line."""
     source, _, label = spec.partition(":")
     path, _, span = source.partition("@")
     first, _, last = span.partition("-")
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"{path!r} is not a metrics.jsonl file")
+    if not (first.isdigit() or not first) or not (last.isdigit() or not last):
+        raise argparse.ArgumentTypeError(
+            f"step range {span!r} is not FIRST-LAST, FIRST- or -LAST in whole steps"
+        )
     return Path(path), range(int(first or 0), int(last) + 1 if last else sys.maxsize), label or path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("runs", nargs="+", help="METRICS.jsonl[@FIRST-[LAST]]:LABEL")
+    parser.add_argument("runs", nargs="+", type=parse_run, help="METRICS.jsonl[@FIRST-[LAST]]:LABEL")
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (all runs)")
     parser.add_argument("--name", default="time_to_accuracy")
     args = parser.parse_args()
-    runs = [(quick_evaluations(path, steps), path, label) for path, steps, label in map(parse_run, args.runs)]
+    runs = [(quick_evaluations(path, steps), path, label) for path, steps, label in args.runs]
     splits = sorted({k for evals, _, _ in runs for r in evals for k in r if k.startswith("acc_")})
     lines = ["| run | step | images seen | train minutes | " + " | ".join(s[4:] for s in splits) + " |"]
     lines.append("|---|---|---|---|" + "---|" * len(splits))

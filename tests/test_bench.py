@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -59,3 +62,22 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
     assert report_path.with_suffix(".md").is_file() and report_path.with_suffix(".png").is_file()
     assert (stem / "torch-ddim-2-mini.png").is_file()
     assert "| backend |" in report_path.with_suffix(".md").read_text()
+
+
+def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "bench" / "time_to_accuracy.py"
+    sys.path.insert(0, str(script.parent))
+    import time_to_accuracy
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text(
+        "".join(json.dumps({"step": s, "train_seconds": s, "acc_test": 0.5}) + "\n" for s in (10, 20, 30))
+    )
+    evals = time_to_accuracy.quick_evaluations(*time_to_accuracy.parse_run(f"{log}@15-30:late")[:2])
+    assert [r["step"] for r in evals] == [20, 30]
+    for spec in (f"{log}@1x-5:a", f"{tmp_path / 'missing.jsonl'}:a"):
+        done = subprocess.run(
+            [sys.executable, str(script), spec, "--name", "never"], capture_output=True, text=True
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert not (script.parent / "results" / "never.md").exists()
