@@ -31,7 +31,7 @@ def parse_run(spec: str) -> tuple[Path, range, str]:
     first, _, last = span.partition("-")
     if not Path(path).is_file():
         raise argparse.ArgumentTypeError(f"{path!r} is not a metrics.jsonl file")
-    if not (first.isdigit() or not first) or not (last.isdigit() or not last):
+    if any(bound and not bound.isdigit() for bound in (first, last)):
         raise argparse.ArgumentTypeError(
             f"step range {span!r} is not FIRST-LAST, FIRST- or -LAST in whole steps"
         )

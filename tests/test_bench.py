@@ -64,9 +64,9 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
     assert "| backend |" in report_path.with_suffix(".md").read_text()
 
 
-def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path):
+def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path, monkeypatch):
     script = Path(__file__).resolve().parents[1] / "bench" / "time_to_accuracy.py"
-    sys.path.insert(0, str(script.parent))
+    monkeypatch.syspath_prepend(str(script.parent))
     import time_to_accuracy
 
     log = tmp_path / "metrics.jsonl"
