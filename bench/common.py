@@ -1,5 +1,5 @@
-"""Saving a bench script's result as bench/results/<name>-<stamp>.json (device, timing and dtype helpers live in
-fastddpm.runtime, shared with `fastddpm bench`)."""
+"""Saving a bench script's result as <folder>/<name>-<stamp>.json, bench/results/ by default, atomically (device,
+timing and dtype helpers live in fastddpm.runtime, shared with `fastddpm bench`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
+from fastddpm import atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def save(name: str, record: dict) -> Path:
+def save(name: str, record: dict, folder: Path = RESULTS) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     record = {
         "script": name,
@@ -22,8 +24,8 @@ def save(name: str, record: dict) -> Path:
         "torch": torch.__version__,
         **record,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}-{stamp}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{stamp}.json"
+    atomic.write_text(path, json.dumps(record, indent=2) + "\n")
     print(f"saved {path}")
     return path

@@ -1,73 +1,113 @@
-"""Choose the guidance scale on VALIDATION label sets, never on the test splits: the sets are drawn like the data
-set's test.json / new_test.json but from another seed, so the scale is not tuned on what the bench reports.
+"""Choose the guidance scale on VALIDATION label sets, never on the test splits: each validation seed draws a
+val / new_val pair like the data set's test.json / new_test.json, from another seed than any test split, so the
+scale is not tuned on what the bench reports. The chosen scale has the highest mean over every (validation seed,
+split, sampler, steps, sampling seed) cell; a tie keeps the lowest such scale.
 
-    python bench/guidance_sweep.py --scales 1,1.5,2,3,4 --sampler dpmpp --steps 20
+    python bench/guidance_sweep.py --scales 1.5,2,3,4 --sampler ddim,dpmpp --steps 10,20 --seeds 0,1,2
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import sys
 from pathlib import Path
 
 import torch
+from rich.progress import track
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from common import RESULTS, save  # noqa: E402
 
+from fastddpm.atomic import file_sha256  # noqa: E402
 from fastddpm.backends import make_backend  # noqa: E402
-from fastddpm.data import synth  # noqa: E402
-from fastddpm.evaluator import Evaluator  # noqa: E402
+from fastddpm.choices import SamplerName  # noqa: E402
 from fastddpm.configs import SampleSettings  # noqa: E402
-from fastddpm.model import load_card  # noqa: E402
+from fastddpm.data import synth  # noqa: E402
+from fastddpm.errors import UsageError  # noqa: E402
+from fastddpm.evaluator import Evaluator  # noqa: E402
+from fastddpm.model import WEIGHTS_NAME, load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.runtime import device_name, resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
-from fastddpm.scoring import mean_spread, score_splits  # noqa: E402
+from fastddpm.scoring import score_splits  # noqa: E402
 
-VALIDATION_SEED = 1000  # label sets only; the data sets' own test splits use their render seed (0 by default)
+
+def listed(kind: type, what: str, minimum: float | None = None, choice=None):
+    """An argparse type: a comma-separated list of `kind`, each at least `minimum` or checked by `choice`
+    (a bad value is refused with one error line, exit 2)."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [choice.check(v, what) if choice else kind(v) for v in text.split(",")]
+        except (ValueError, UsageError) as error:
+            raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+        if minimum is not None and not all(math.isfinite(v) and v >= minimum for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: every {what} must be >= {minimum}")
+        return values
+
+    return parse
+
+
+def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
+    """Every cell's accuracy at one scale: {"validation seed/split/sampler-steps": [per sampling seed]}."""
+    cells = {}
+    for draw, splits in draws.items():
+        for settings in settings_for:
+            scores = score_splits(backend, schedule, splits, settings, seeds, evaluator, device)
+            for split, values in scores.items():
+                cells[f"{draw}/{split}/{settings.sampler}-{settings.steps}"] = values
+    return cells
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scales", default="1,1.5,2,3,4")
-    parser.add_argument("--sampler", default="dpmpp")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--seeds", default="0")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scales", type=listed(float, "guidance scale", 0), default="1,1.5,2,3,4")
+    parser.add_argument("--sampler", type=listed(str, "--sampler", choice=SamplerName), default="ddim,dpmpp")
+    parser.add_argument("--steps", type=listed(int, "step count", 1), default="10,20")
+    parser.add_argument("--seeds", type=listed(int, "sampling seed", 0), default="0")
+    parser.add_argument("--validation-seeds", type=listed(int, "validation seed", 0), default="1000")
     parser.add_argument("--checkpoint", type=Path, default=default_model_dir())
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result json")
     args = parser.parse_args()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {str(args.out)!r} is a file, not a folder")
+    try:
+        load_card(args.checkpoint)
+    except UsageError as error:
+        parser.error(f"--checkpoint: {error}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    val, new_val = synth.test_splits(VALIDATION_SEED)
-    splits = {"val": val, "new_val": new_val}
+    draws = {}
+    for seed in args.validation_seeds:
+        val, new_val = synth.test_splits(seed)
+        draws[seed] = {"val": val, "new_val": new_val}
     backend = make_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(load_card(args.checkpoint).diffusion)
     evaluator = Evaluator(None, device)
-    seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
-    for scale in (float(s) for s in args.scales.split(",")):
-        settings = SampleSettings(args.sampler, args.steps, guidance=scale)
-        scores = score_splits(backend, schedule, splits, settings, seeds, evaluator, device)
-        row = {"guidance": scale, **{name: mean_spread(values)[0] for name, values in scores.items()}}
-        row["mean"] = (row["val"] + row["new_val"]) / 2
-        rows.append(row)
-        print(
-            f"guidance {scale:4.1f}: val {row['val']:.3f}  new_val {row['new_val']:.3f}  mean {row['mean']:.3f}"
-        )
-    best = max(rows, key=lambda r: r["mean"])
-    print(f"best on validation: guidance {best['guidance']}")
-    save(
-        "guidance_sweep",
-        {
-            "device": device_name(device),
-            "checkpoint": str(args.checkpoint),
-            "sampler": args.sampler,
-            "steps": args.steps,
-            "seeds": seeds,
-            "validation_seed": VALIDATION_SEED,
-            "rows": rows,
-            "best": best,
-        },
-    )
+    for scale in track(args.scales, description="guidance scales"):
+        settings_for = [SampleSettings(s, n, guidance=scale) for s in args.sampler for n in args.steps]
+        cells = sweep_scale(backend, schedule, draws, settings_for, args.seeds, evaluator, device)
+        mean = statistics.fmean(v for values in cells.values() for v in values)
+        rows.append({"guidance": scale, "mean": mean, "cells": cells})
+        print(f"guidance {scale:4.1f}: mean {mean:.4f} over {sum(map(len, cells.values()))} cells")
+    best = max(sorted(rows, key=lambda r: r["guidance"]), key=lambda r: r["mean"])
+    print(f"best on validation: guidance {best['guidance']} (mean {best['mean']:.4f})")
+    record = {
+        "device": device_name(device),
+        "checkpoint": str(args.checkpoint),
+        "weights_sha256": file_sha256(Path(args.checkpoint) / WEIGHTS_NAME),
+        "samplers": args.sampler,
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "validation_seeds": args.validation_seeds,
+        "rows": rows,
+        "best": {"guidance": best["guidance"], "mean": best["mean"]},
+    }
+    save("guidance_sweep", record, args.out)
 
 
 if __name__ == "__main__":
