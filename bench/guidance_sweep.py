@@ -1,9 +1,10 @@
 """Choose the guidance scale on VALIDATION label sets, never on the test splits: each validation seed draws a
 val / new_val pair like the data set's test.json / new_test.json, from another seed than any test split, so the
 scale is not tuned on what the bench reports. The chosen scale has the highest mean over every (validation seed,
-split, sampler, steps, sampling seed) cell; a tie keeps the lowest such scale.
+split, sampler, steps, sampling seed) cell; a tie keeps the lowest such scale. --record writes it into the
+model's config.json ("sampling"), so sample, bench and distill use it by default.
 
-    python bench/guidance_sweep.py --scales 1.5,2,3,4 --sampler ddim,dpmpp --steps 10,20 --seeds 0,1,2
+    python bench/guidance_sweep.py --scales 1.5,2,3,4 --sampler ddim,dpmpp --steps 10,20 --seeds 0,1,2 [--record]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import math
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,16 +22,17 @@ from rich.progress import track
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, save  # noqa: E402
 
-from fastddpm.atomic import file_sha256  # noqa: E402
+from fastddpm import atomic  # noqa: E402
 from fastddpm.backends import make_backend  # noqa: E402
 from fastddpm.choices import SamplerName  # noqa: E402
-from fastddpm.configs import SampleSettings  # noqa: E402
+from fastddpm.configs import SampleSettings, SamplingDefaults  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
 from fastddpm.evaluator import Evaluator  # noqa: E402
-from fastddpm.model import WEIGHTS_NAME, load_card  # noqa: E402
+from fastddpm.model import CONFIG_NAME, WEIGHTS_NAME, load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.runtime import device_name, resolve_dtype  # noqa: E402
+from fastddpm.samplers import sampler_spec  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
 from fastddpm.scoring import score_splits  # noqa: E402
 
@@ -61,7 +64,21 @@ def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device
     return cells
 
 
-def main() -> None:
+def record_choice(args: argparse.Namespace, scale: float, result: Path) -> None:
+    """Rewrite the model's config.json with the chosen scale and where it came from (atomically)."""
+    chosen_on = (
+        f"bench/guidance_sweep.py, validation seeds {args.validation_seeds}, {'/'.join(args.sampler)} at "
+        f"{args.steps} steps, sampling seeds {args.seeds}, scales {args.scales}: {result.name}"
+    )
+    config = args.checkpoint / CONFIG_NAME
+    atomic.write_text(
+        config, replace(args.card, sampling=SamplingDefaults(scale, chosen_on)).to_json() + "\n"
+    )
+    print(f"recorded guidance {scale} in {config}")
+
+
+def parse_args() -> argparse.Namespace:
+    """The options, each checked before any work: a bad one ends with one error line and exit 2."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -70,23 +87,40 @@ def main() -> None:
     parser.add_argument("--steps", type=listed(int, "step count", 1), default="10,20")
     parser.add_argument("--seeds", type=listed(int, "sampling seed", 0), default="0")
     parser.add_argument("--validation-seeds", type=listed(int, "validation seed", 0), default="1000")
-    parser.add_argument("--checkpoint", type=Path, default=default_model_dir())
+    parser.add_argument("--model", "--checkpoint", dest="checkpoint", type=Path, default=default_model_dir())
+    parser.add_argument("--evaluator", type=Path, default=None, help="default: the shipped stand-in")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result json")
+    parser.add_argument("--record", action="store_true", help="write the chosen scale into the model's card")
     args = parser.parse_args()
+    if args.checkpoint.is_file():  # the weights file given: its folder holds the card
+        args.checkpoint = args.checkpoint.parent
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {str(args.out)!r} is a file, not a folder")
     try:
-        load_card(args.checkpoint)
+        args.card = load_card(args.checkpoint)
+        args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        args.evaluator = Evaluator(args.evaluator, args.device)
+        for sampler in args.sampler:
+            for steps in args.steps:
+                sampler_spec(sampler).check_steps(steps, args.card.diffusion.timesteps)
     except UsageError as error:
-        parser.error(f"--checkpoint: {error}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        parser.error(str(error))
+    if args.card.info.get("student"):
+        parser.error(
+            f"--model {str(args.checkpoint)!r} is a distilled student: its guidance is folded in"
+        )
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    device, evaluator = args.device, args.evaluator
     draws = {}
     for seed in args.validation_seeds:
         val, new_val = synth.test_splits(seed)
         draws[seed] = {"val": val, "new_val": new_val}
     backend = make_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
-    schedule = NoiseSchedule.from_config(load_card(args.checkpoint).diffusion)
-    evaluator = Evaluator(None, device)
+    schedule = NoiseSchedule.from_config(args.card.diffusion)
     rows = []
     for scale in track(args.scales, description="guidance scales"):
         settings_for = [SampleSettings(s, n, guidance=scale) for s in args.sampler for n in args.steps]
@@ -99,7 +133,8 @@ def main() -> None:
     record = {
         "device": device_name(device),
         "checkpoint": str(args.checkpoint),
-        "weights_sha256": file_sha256(Path(args.checkpoint) / WEIGHTS_NAME),
+        "evaluator": str(evaluator.path),
+        "weights_sha256": atomic.file_sha256(args.checkpoint / WEIGHTS_NAME),
         "samplers": args.sampler,
         "steps": args.steps,
         "seeds": args.seeds,
@@ -107,7 +142,9 @@ def main() -> None:
         "rows": rows,
         "best": {"guidance": best["guidance"], "mean": best["mean"]},
     }
-    save("guidance_sweep", record, args.out)
+    path = save("guidance_sweep", record, args.out)
+    if args.record:
+        record_choice(args, best["guidance"], path)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,22 @@ class SampleSettings:
 
 
 @dataclass(frozen=True)
+class SamplingDefaults:
+    """A model's own sampling defaults, saved in its config.json: what `sample`, `bench` and `distill` use when
+    not told. A newly trained model gets the project's; bench/guidance_sweep.py --record writes the scale it chose
+    on validation label sets for these weights (retraining writes a fresh card, so the choice never outlives them)."""
+
+    guidance: float = DEFAULT_GUIDANCE
+    chosen_on: str = "project default, not tuned for this model"
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.guidance, int | float) and math.isfinite(self.guidance) and self.guidance >= 0
+        ):
+            raise UsageError(f"sampling guidance {self.guidance!r} is out of range: a finite scale >= 0")
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     """One `fastddpm bench` run: the grid of configurations and how each is scored."""
 

@@ -9,7 +9,6 @@ import torch
 
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.configs import SampleSettings
-from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard
 from fastddpm.samplers import Callback, EpsFn, guided, sampler_spec
@@ -24,7 +23,7 @@ def model_defaults(
 ) -> tuple[str, int, float]:
     """(sampler, steps, guidance) for a model, filling what the user left out. A distilled student (its card says
     so) samples DDIM at its own step count with guidance 1, and refuses any other scale (it has one folded in);
-    other models take DDIM, the sampler's default step count and DEFAULT_GUIDANCE."""
+    other models take DDIM, the sampler's default step count and the guidance their card names (card.sampling)."""
     student = card.info.get("student")
     if student:
         if guidance not in (None, 1.0):
@@ -39,7 +38,7 @@ def model_defaults(
     return (
         sampler,
         steps or sampler_spec(sampler).default_steps,
-        DEFAULT_GUIDANCE if guidance is None else guidance,
+        card.sampling.guidance if guidance is None else guidance,
     )
 
 

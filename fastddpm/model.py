@@ -19,7 +19,7 @@ from torch import nn
 
 from fastddpm import atomic
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
-from fastddpm.configs import DiffusionConfig, ModelConfig
+from fastddpm.configs import DiffusionConfig, ModelConfig, SamplingDefaults
 from fastddpm.errors import UsageError
 from fastddpm.schedule import NoiseSchedule
 
@@ -153,17 +153,20 @@ class ModelCard:
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     info: dict = field(default_factory=dict)  # how it was made: data, steps, wall time, ...
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"model": asdict(self.model), "diffusion": asdict(self.diffusion), "info": self.info}, indent=2
-        )
+        sections = {"model": self.model, "diffusion": self.diffusion, "sampling": self.sampling}
+        return json.dumps({**{k: asdict(v) for k, v in sections.items()}, "info": self.info}, indent=2)
 
     @staticmethod
     def from_json(text: str) -> ModelCard:
         data = json.loads(text)
         return ModelCard(
-            ModelConfig(**data["model"]), DiffusionConfig(**data["diffusion"]), data.get("info", {})
+            ModelConfig(**data["model"]),
+            DiffusionConfig(**data["diffusion"]),
+            data.get("info", {}),
+            SamplingDefaults(**data.get("sampling", {})),  # cards written before it existed: the defaults
         )
 
 
@@ -201,7 +204,7 @@ def load_card(folder: str | Path) -> ModelCard:
     _, config = _model_files(folder)
     try:
         return ModelCard.from_json(config.read_text())
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, KeyError, TypeError, UsageError) as err:
         raise UsageError(f"{config} is not a fastddpm model config ({type(err).__name__}: {err})") from None
 
 

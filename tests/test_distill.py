@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import make_tiny_model
 from fastddpm.cli import app
-from fastddpm.configs import DistillConfig
+from fastddpm.configs import DistillConfig, SamplingDefaults
 from fastddpm.distill import Stage, distill, halving_target, loss_of
 from fastddpm.errors import UsageError
 from fastddpm.model import EpsilonModel, load_card, load_model
@@ -94,6 +94,8 @@ def test_stop_and_resume_continue_exactly(tiny_data, tmp_path):
 
 def test_the_student_is_an_ordinary_model_folder(tiny_data, tmp_path):
     teacher = make_tiny_model(tmp_path / "teacher")
+    card = dataclasses.replace(load_card(teacher), sampling=SamplingDefaults(3.0, "a test"))
+    (teacher / "config.json").write_text(card.to_json())  # the student folds the teacher card's scale
     runner = CliRunner()
     out = tmp_path / "run"
     args = [
@@ -115,7 +117,7 @@ def test_the_student_is_an_ordinary_model_folder(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     student = out / "model"
     info = load_card(student).info["student"]
-    assert info["steps"] == 1 and info["guidance_folded"] == 2.0 and len(info["teacher_sha256"]) == 64
+    assert info["steps"] == 1 and info["guidance_folded"] == 3.0 and len(info["teacher_sha256"]) == 64
     samples = tmp_path / "samples"
     result = runner.invoke(
         app, ["sample", "--labels", "red sphere", "--model", str(student), "--out", str(samples)]

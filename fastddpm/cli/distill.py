@@ -23,7 +23,13 @@ FromSteps = Annotated[
     int, option("Run", "DDIM steps of the guidance-folded teacher at the first halving.", min=2)
 ]
 Guidance = Annotated[
-    float, option("Run", "Guidance scale folded into the student (which samples with 1).", min=1.0)
+    Optional[float],
+    option(
+        "Run",
+        "Guidance scale folded into the student (which samples with 1).",
+        min=1.0,
+        show_default="the teacher card's (2 unless tuned on validation sets)",
+    ),
 ]
 Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget, shared evenly by the stages.")]
 Resume = Annotated[bool, option("Run", "Continue the run in --out where it stopped.")]
@@ -43,7 +49,7 @@ def distill(
     data: Data = None,
     to_steps: ToSteps = DistillConfig.to_steps,
     from_steps: FromSteps = DistillConfig.from_steps,
-    guidance: Guidance = DistillConfig.guidance,
+    guidance: Guidance = None,
     minutes: Minutes = DistillConfig.minutes,
     resume: Resume = False,
     stage_steps: StageSteps = DistillConfig.stage_steps,
@@ -73,7 +79,9 @@ def distill(
         out=str(out),
         to_steps=to_steps,
         from_steps=student["steps"] if student else from_steps,
-        guidance=student["guidance_folded"] if student else guidance,
+        guidance=student["guidance_folded"]
+        if student
+        else (card.sampling.guidance if guidance is None else guidance),
         fold_guidance=student is None,
         stage_steps=stage_steps,
         minutes=minutes,

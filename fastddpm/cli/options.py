@@ -26,7 +26,8 @@ GuidanceOption = Annotated[
         "Sampler",
         "Classifier-free guidance scale (1 = none, 0 = the unconditional model).",
         min=0.0,
-        show_default="2; 1 for a distilled student, which has its scale folded in",
+        show_default="the model card's (2 unless bench/guidance_sweep.py --record chose another on validation "
+        "sets); 1 for a distilled student, which has its scale folded in",
     ),
 ]
 EtaOption = Annotated[

@@ -1,0 +1,77 @@
+"""A model's card names its default guidance (card.sampling); bench/guidance_sweep.py chooses it on validation
+label sets and records it there."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastddpm.atomic import file_sha256
+from fastddpm.configs import SamplingDefaults
+from fastddpm.defaults import DEFAULT_GUIDANCE
+from fastddpm.errors import UsageError
+from fastddpm.generate import model_defaults
+from fastddpm.model import load_card
+
+SWEEP = Path(__file__).resolve().parents[1] / "bench" / "guidance_sweep.py"
+
+
+def write_sampling(model: Path, sampling: dict | None) -> None:
+    config = json.loads((model / "config.json").read_text())
+    config.pop("sampling", None)
+    if sampling is not None:
+        config["sampling"] = sampling
+    (model / "config.json").write_text(json.dumps(config))
+
+
+def test_the_card_guidance_is_the_default_unless_one_is_given(tiny_model, tmp_path):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    write_sampling(model, None)  # a card written before the section existed
+    assert model_defaults(load_card(model), None, None, None)[2] == DEFAULT_GUIDANCE
+    write_sampling(model, {"guidance": 3.5, "chosen_on": "a test"})
+    card = load_card(model)
+    assert card.sampling == SamplingDefaults(3.5, "a test")
+    assert model_defaults(card, "dpmpp", 10, None) == ("dpmpp", 10, 3.5)
+    assert model_defaults(card, "dpmpp", 10, 1.0)[2] == 1.0
+    assert type(card).from_json(card.to_json()) == card
+
+
+@pytest.mark.parametrize("guidance", [-1, "2", None, float("nan")])
+def test_a_card_with_a_bad_guidance_is_refused_naming_the_file(tiny_model, tmp_path, guidance):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    write_sampling(model, {"guidance": guidance})
+    with pytest.raises(UsageError, match="config.json"):
+        load_card(model)
+
+
+def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_evaluator, tmp_path):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    weights = file_sha256(model / "model.safetensors")
+    args = ["--model", model, "--evaluator", tiny_evaluator, "--scales", "1,3", "--sampler", "ddim"]
+    args += ["--steps", "2", "--validation-seeds", "5", "--out", tmp_path / "results", "--record"]
+    done = subprocess.run([sys.executable, SWEEP, *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (result,) = (tmp_path / "results").glob("guidance_sweep-*.json")
+    record = json.loads(result.read_text())
+    assert {row["guidance"] for row in record["rows"]} == {1.0, 3.0}
+    assert all(len(row["cells"]) == 2 for row in record["rows"])  # val and new_val of one draw, DDIM-2
+    card = load_card(model)
+    assert card.sampling.guidance == record["best"]["guidance"]
+    assert result.name in card.sampling.chosen_on
+    assert file_sha256(model / "model.safetensors") == weights
+    assert dataclasses.replace(card, sampling=load_card(tiny_model).sampling) == load_card(tiny_model)
+
+
+@pytest.mark.parametrize(
+    "bad", [["--scales", "1,x"], ["--steps", "0"], ["--sampler", "euler"], ["--model", "nowhere"]]
+)
+def test_the_sweep_refuses_bad_values_before_any_work(tmp_path, bad):
+    done = subprocess.run(
+        [sys.executable, SWEEP, *bad, "--out", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()[-1]) > 0 and not (tmp_path / "out").exists()
