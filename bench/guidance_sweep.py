@@ -106,9 +106,7 @@ def parse_args() -> argparse.Namespace:
     except UsageError as error:
         parser.error(str(error))
     if args.card.info.get("student"):
-        parser.error(
-            f"--model {str(args.checkpoint)!r} is a distilled student: its guidance is folded in"
-        )
+        parser.error(f"--model {str(args.checkpoint)!r} is a distilled student: its guidance is folded in")
     return args
 
 
