@@ -81,3 +81,27 @@ def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path,
         )
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert not (script.parent / "results" / "never.md").exists()
+
+
+def test_pool_seeds_pools_alike_runs_and_refuses_others(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "bench" / "pool_seeds.py"
+
+    def result(name, seeds, per_seed, guidance=2.0):
+        row = {"backend": "torch", "sampler": "ddim", "steps": 10}
+        row["accuracy"] = {"test": {"per_seed": per_seed}}
+        record = {
+            "environment": {"checkpoint_sha256": "a", "evaluator_sha256": "b"},
+            "config": {"guidance": guidance, "splits": {"test": [["red cube"]]}, "seeds": seeds},
+            "rows": [row],
+        }
+        (tmp_path / name).write_text(json.dumps(record))
+        return str(tmp_path / name)
+
+    first, more = result("a.json", [0, 1], [0.5, 0.7]), result("b.json", [2], [0.9])
+    done = subprocess.run([sys.executable, str(script), first, more], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "| torch | ddim | 10 | 3 | 0.700 ± 0.200 |" in done.stdout
+    refused = [[first, first], [first, result("c.json", [5], [0.1], guidance=3.0)], [first, str(script)]]
+    for paths in refused:
+        done = subprocess.run([sys.executable, str(script), *paths], capture_output=True, text=True)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and not done.stdout
