@@ -10,13 +10,11 @@ model's config.json ("sampling"), so sample, bench and distill use it by default
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from rich.progress import track
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,32 +23,43 @@ from common import RESULTS, save  # noqa: E402
 from fastddpm import atomic  # noqa: E402
 from fastddpm.backends import make_backend  # noqa: E402
 from fastddpm.choices import SamplerName  # noqa: E402
+from fastddpm.cli.common import csv, int_tuple  # noqa: E402
 from fastddpm.configs import SampleSettings, SamplingDefaults  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
+from fastddpm.defaults import MAX_SEED  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
 from fastddpm.evaluator import Evaluator  # noqa: E402
+from fastddpm.generate import check_settings  # noqa: E402
 from fastddpm.model import CONFIG_NAME, WEIGHTS_NAME, load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
-from fastddpm.runtime import device_name, resolve_dtype  # noqa: E402
-from fastddpm.samplers import sampler_spec  # noqa: E402
+from fastddpm.runtime import device_name, resolve_device, resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
 from fastddpm.scoring import score_splits  # noqa: E402
 
 
-def listed(kind: type, what: str, minimum: float | None = None, choice=None):
-    """An argparse type: a comma-separated list of `kind`, each at least `minimum` or checked by `choice`
-    (a bad value is refused with one error line, exit 2)."""
+def option_type(parse):
+    """An argparse type from one of the CLI's value parsers: a refusal becomes one error line and exit 2."""
 
-    def parse(text: str) -> list:
+    def checked(text: str):
         try:
-            values = [choice.check(v, what) if choice else kind(v) for v in text.split(",")]
-        except (ValueError, UsageError) as error:
-            raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
-        if minimum is not None and not all(math.isfinite(v) and v >= minimum for v in values):
-            raise argparse.ArgumentTypeError(f"{text!r}: every {what} must be >= {minimum}")
-        return values
+            return parse(text)
+        except ValueError as error:  # UsageError is one
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-    return parse
+    return checked
+
+
+def scales(text: str) -> tuple[float, ...]:
+    """'1.5,2' -> (1.5, 2.0), each in the range SampleSettings allows a --guidance."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+        for value in values:
+            SampleSettings(guidance=value)
+    except UsageError as error:  # a ValueError too: caught first
+        raise UsageError(f"--scales {text!r}: {error}") from None
+    except ValueError:
+        raise UsageError(f"--scales takes comma-separated numbers like 1.5,2,3; got {text!r}") from None
+    return values
 
 
 def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
@@ -82,11 +91,18 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scales", type=listed(float, "guidance scale", 0), default="1,1.5,2,3,4")
-    parser.add_argument("--sampler", type=listed(str, "--sampler", choice=SamplerName), default="ddim,dpmpp")
-    parser.add_argument("--steps", type=listed(int, "step count", 1), default="10,20")
-    parser.add_argument("--seeds", type=listed(int, "sampling seed", 0), default="0")
-    parser.add_argument("--validation-seeds", type=listed(int, "validation seed", 0), default="1000")
+    parser.add_argument("--scales", type=option_type(scales), default="1,1.5,2,3,4")
+    parser.add_argument(
+        "--sampler",
+        type=option_type(lambda t: csv(t, "--sampler", SamplerName.names())),
+        default="ddim,dpmpp",
+    )
+    parser.add_argument(
+        "--steps", type=option_type(lambda t: int_tuple(t, "--steps", minimum=1)), default="10,20"
+    )
+    for option, default in (("--seeds", "0"), ("--validation-seeds", "1000")):
+        seeds = option_type(lambda t, option=option: int_tuple(t, option, minimum=0, maximum=MAX_SEED))
+        parser.add_argument(option, type=seeds, default=default)
     parser.add_argument("--model", "--checkpoint", dest="checkpoint", type=Path, default=default_model_dir())
     parser.add_argument("--evaluator", type=Path, default=None, help="default: the shipped stand-in")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the result json")
@@ -98,11 +114,14 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--out {str(args.out)!r} is a file, not a folder")
     try:
         args.card = load_card(args.checkpoint)
-        args.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        args.device = resolve_device("auto")
         args.evaluator = Evaluator(args.evaluator, args.device)
-        for sampler in args.sampler:
-            for steps in args.steps:
-                sampler_spec(sampler).check_steps(steps, args.card.diffusion.timesteps)
+        args.grid = {  # every scale's sampler x steps settings
+            scale: [SampleSettings(s, n, guidance=scale) for s in args.sampler for n in args.steps]
+            for scale in args.scales
+        }
+        for settings in args.grid[args.scales[0]]:  # eta and step range do not depend on the scale
+            check_settings(settings, args.card.diffusion.timesteps)
     except UsageError as error:
         parser.error(str(error))
     if args.card.info.get("student"):
@@ -120,8 +139,7 @@ def main() -> None:
     backend = make_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(args.card.diffusion)
     rows = []
-    for scale in track(args.scales, description="guidance scales"):
-        settings_for = [SampleSettings(s, n, guidance=scale) for s in args.sampler for n in args.steps]
+    for scale, settings_for in track(args.grid.items(), description="guidance scales"):
         cells = sweep_scale(backend, schedule, draws, settings_for, args.seeds, evaluator, device)
         mean = statistics.fmean(v for values in cells.values() for v in values)
         rows.append({"guidance": scale, "mean": mean, "cells": cells})

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
+
+from fastddpm.scoring import mean_spread
 
 SAME = ("checkpoint_sha256", "evaluator_sha256", "guidance", "splits")  # what every pooled result must share
 
@@ -67,12 +68,7 @@ def main() -> None:
     print("| backend | sampler | steps | seeds | " + " | ".join(splits) + " |")
     print("|---|---|---|---|" + "---|" * len(splits))
     for (backend, sampler, steps), row in rows.items():
-        cells = [
-            f"{statistics.fmean(row[s]):.3f} ± {statistics.stdev(row[s]) if len(row[s]) > 1 else 0:.3f}"
-            if s in row
-            else "-"
-            for s in splits
-        ]
+        cells = ["{:.3f} ± {:.3f}".format(*mean_spread(row[s])) if s in row else "-" for s in splits]
         seeds = max(len(v) for v in row.values())
         print(f"| {backend} | {sampler} | {steps} | {seeds} | " + " | ".join(cells) + " |")
 

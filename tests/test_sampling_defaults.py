@@ -67,7 +67,14 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
 
 
 @pytest.mark.parametrize(
-    "bad", [["--scales", "1,x"], ["--steps", "0"], ["--sampler", "euler"], ["--model", "nowhere"]]
+    "bad",
+    [
+        ["--scales", "1,x"],
+        ["--scales", "-1"],
+        ["--steps", "0"],
+        ["--sampler", "euler"],
+        ["--model", "nowhere"],
+    ],
 )
 def test_the_sweep_refuses_bad_values_before_any_work(tmp_path, bad):
     done = subprocess.run(
