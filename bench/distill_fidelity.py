@@ -21,8 +21,8 @@ from fastddpm.backends import make_backend  # noqa: E402
 from fastddpm.conditions import multi_hot  # noqa: E402
 from fastddpm.configs import SampleSettings  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
-from fastddpm.evaluator import Evaluator  # noqa: E402
-from fastddpm.generate import generate_split, model_defaults  # noqa: E402
+from fastddpm.evaluator.network import Evaluator  # noqa: E402
+from fastddpm.sampling.batch import generate_split, model_defaults  # noqa: E402
 from fastddpm.model import load_card  # noqa: E402
 from fastddpm.runtime import device_name, resolve_device  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402

@@ -28,13 +28,13 @@ from fastddpm.configs import SampleSettings, SamplingDefaults  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.defaults import MAX_SEED  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
-from fastddpm.evaluator import Evaluator  # noqa: E402
-from fastddpm.generate import check_settings  # noqa: E402
+from fastddpm.evaluator.network import Evaluator  # noqa: E402
+from fastddpm.sampling.batch import check_settings  # noqa: E402
 from fastddpm.model import CONFIG_NAME, WEIGHTS_NAME, load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.runtime import device_name, resolve_device, resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
-from fastddpm.scoring import score_splits  # noqa: E402
+from fastddpm.evaluator.quick import score_splits  # noqa: E402
 
 
 def option_type(parse):

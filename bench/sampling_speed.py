@@ -22,7 +22,7 @@ from common import save  # noqa: E402
 
 from fastddpm.backends import make_backend  # noqa: E402
 from fastddpm.configs import SampleSettings  # noqa: E402
-from fastddpm.generate import generate, image_seeds  # noqa: E402
+from fastddpm.sampling.batch import generate, image_seeds  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.runtime import device_name, latency_stats, resolve_dtype, time_ms  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402

@@ -20,14 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import CourseUNet  # noqa: E402
 from common import save  # noqa: E402
 
-from fastddpm.loss import diffusion_loss  # noqa: E402
+from fastddpm.training.loss import diffusion_loss  # noqa: E402
 from fastddpm.choices import Conditioning  # noqa: E402
 from fastddpm.configs import DiffusionConfig, ModelConfig  # noqa: E402
 from fastddpm.model import ConditionalUNet, count_parameters  # noqa: E402
 from fastddpm.runtime import device_name, timed_call  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
-from fastddpm.train import ema_update  # noqa: E402
-from fastddpm.train_setup import default_batch_size, training_module  # noqa: E402
+from fastddpm.training.loop import ema_update  # noqa: E402
+from fastddpm.training.setup import default_batch_size, training_module  # noqa: E402
 
 
 def main() -> None:

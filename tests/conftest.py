@@ -57,7 +57,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_evaluator(tmp_path_factory) -> Path:
     """A randomly initialised ResNet-18 evaluator saved exactly in the course's format."""
-    from fastddpm.evaluator import build_resnet18
+    from fastddpm.evaluator.network import build_resnet18
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("evaluator") / "checkpoint.pth"

@@ -179,7 +179,7 @@ def test_help_keeps_every_word():
 
 
 def test_sample_help_lists_each_samplers_default_steps():
-    from fastddpm.samplers import SAMPLERS
+    from fastddpm.sampling.samplers import SAMPLERS
 
     _, text = run("sample", "--help")
     flat = " ".join(text.replace("│", " ").split())

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fastddpm.errors import UsageError
-from fastddpm.evaluator import Evaluator, micro_topk_accuracy
+from fastddpm.evaluator.network import Evaluator, micro_topk_accuracy
 
 
 def test_formula_on_hand_computed_cases():
@@ -56,7 +56,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
 
 def test_misses_and_their_kinds():
     from fastddpm.conditions import CLASS_INDEX
-    from fastddpm.evaluator_report import error_kind, misses
+    from fastddpm.evaluator.report import error_kind, misses
 
     scores = torch.zeros(2, 24)
     scores[0, CLASS_INDEX["gray cylinder"]] = 0.9  # the gray cube is taken for a gray cylinder
@@ -89,7 +89,7 @@ def test_report_counts_agree_with_the_accuracy(tiny_data, tiny_evaluator, tmp_pa
 
 def test_train_with_init_starts_from_the_given_weights(tiny_data, tiny_evaluator, tmp_path):
     from fastddpm.configs import EvaluatorTrainConfig
-    from fastddpm.evaluator_train import train_evaluator
+    from fastddpm.evaluator.train import train_evaluator
 
     def first_conv(path):
         return Evaluator(path).model.conv1.weight

@@ -10,9 +10,9 @@ from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
 from fastddpm.export.artifacts import find_export, sidecar_path
 from fastddpm.model import checkpoint_sha256
-from fastddpm.export.contract import UNetIO, parse_batch_profile
+from fastddpm.backends.contract import UNetIO, parse_batch_profile
 from fastddpm.export.onnx_export import export_onnx
-from fastddpm.generate import generate, image_seeds
+from fastddpm.sampling.batch import generate, image_seeds
 from fastddpm.model import ModelCard, load_model
 from fastddpm.schedule import NoiseSchedule, linear_betas
 

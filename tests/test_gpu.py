@@ -5,7 +5,7 @@ import torch
 
 from fastddpm.backends import make_backend
 from fastddpm.configs import SampleSettings
-from fastddpm.generate import generate, image_seeds
+from fastddpm.sampling.batch import generate, image_seeds
 from fastddpm.schedule import NoiseSchedule, linear_betas
 
 

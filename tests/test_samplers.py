@@ -5,8 +5,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from fastddpm.configs import DiffusionConfig, SampleSettings
-from fastddpm.generate import generate, image_seeds
-from fastddpm.samplers import guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
+from fastddpm.sampling.batch import generate, image_seeds
+from fastddpm.sampling.samplers import guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
 from fastddpm.schedule import NoiseSchedule, cosine_betas, linear_betas
 
 

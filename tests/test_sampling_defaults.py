@@ -14,7 +14,7 @@ from fastddpm.atomic import file_sha256
 from fastddpm.configs import SamplingDefaults
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.errors import UsageError
-from fastddpm.generate import model_defaults
+from fastddpm.sampling.batch import model_defaults
 from fastddpm.model import load_card
 
 SWEEP = Path(__file__).resolve().parents[1] / "bench" / "guidance_sweep.py"

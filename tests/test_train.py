@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_MODEL
-from fastddpm.checkpoint import CHECKPOINT_NAME
+from fastddpm.training.checkpoint import CHECKPOINT_NAME
 from fastddpm.errors import UsageError
-from fastddpm.loss import diffusion_loss, drop_conditions
+from fastddpm.training.loss import diffusion_loss, drop_conditions
 from fastddpm.configs import ModelConfig, TrainConfig
 from fastddpm.model import ConditionalUNet
 from fastddpm.schedule import NoiseSchedule, linear_betas
-from fastddpm.train import ema_update, train
+from fastddpm.training.loop import ema_update, train
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:

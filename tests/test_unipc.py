@@ -18,7 +18,7 @@ import torch
 from diffusers import UniPCMultistepScheduler
 
 from fastddpm.configs import DiffusionConfig
-from fastddpm.samplers import sample_dpmpp_2m, sample_unipc
+from fastddpm.sampling.samplers import sample_dpmpp_2m, sample_unipc
 from fastddpm.schedule import NoiseSchedule, linear_betas
 from test_samplers import dummy_eps, gaussian_data_eps
 

@@ -9,7 +9,7 @@ import torch
 
 from fastddpm.errors import UsageError
 from fastddpm.export.artifacts import read_sidecar
-from fastddpm.export.contract import UNetIO
+from fastddpm.backends.contract import UNetIO
 from fastddpm.export.tensorrt_build import import_tensorrt
 
 

@@ -1,4 +1,4 @@
-"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run_bench -> table and report files."""
+"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run.run_bench -> table and report files."""
 
 from __future__ import annotations
 
@@ -71,9 +71,9 @@ def bench(
     --eta applies to the DDIM rows only. Accuracy is the mean ± std over the seeds, each split scored in one
     evaluator call as the course does.
     """
-    from fastddpm.bench import bench_rows, default_seeds, resolve_splits, run_bench
-    from fastddpm.bench_report import table, write_report
-    from fastddpm.generate import model_defaults
+    from fastddpm.bench.run import bench_rows, default_seeds, resolve_splits, run_bench
+    from fastddpm.bench.report import table, write_report
+    from fastddpm.sampling.batch import model_defaults
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
 

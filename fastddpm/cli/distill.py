@@ -1,4 +1,4 @@
-"""`fastddpm distill`: options -> DistillConfig -> fastddpm.distill.distill."""
+"""`fastddpm distill`: options -> DistillConfig -> fastddpm.distill.method.distill."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ StageSteps = Annotated[int, option("Optimisation", "Optimisation steps per stage
 BatchSize = Annotated[int, option("Optimisation", "Images per step.", min=1, max=MAX_BATCH)]
 Lr = Annotated[float, option("Optimisation", "Learning rate (AdamW, constant), > 0.", min=0.0)]
 WeightingOpt = Annotated[
-    Weighting, option("Optimisation", "Loss weight per timestep (see `fastddpm.distill`).")
+    Weighting, option("Optimisation", "Loss weight per timestep (see `fastddpm.distill.method`).")
 ]
 Seed = Annotated[int, option("Optimisation", "Seed of batches, timesteps and noise.", min=0, max=MAX_SEED)]
 
@@ -62,7 +62,7 @@ def distill(
     """Distill a guided model into a few-step student: fold the guidance in, then halve the DDIM steps
     from-steps -> ... -> to-steps. The student is an ordinary model folder (OUT/model) that sample, bench and
     export take as they are, at its own step count by default. Stops and resumes like train."""
-    from fastddpm.distill import distill as run_distill
+    from fastddpm.distill.method import distill as run_distill
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
 

@@ -62,7 +62,7 @@ def evaluator_train(
 ) -> None:
     """Train the stand-in evaluator (ResNet-18, course format) into a run folder; ship it by copying
     OUT/evaluator.pth to checkpoints/evaluator.pth."""
-    from fastddpm.evaluator_train import train_evaluator
+    from fastddpm.evaluator.train import train_evaluator
 
     config = EvaluatorTrainConfig(
         data=tuple(str(d) for d in data),
@@ -103,7 +103,7 @@ def evaluator_score(
     device: DeviceOption = Device.auto,
 ) -> None:
     """Score a folder of generated images against label files with the course's formula."""
-    from fastddpm.evaluator_score import score_folder
+    from fastddpm.evaluator.score import score_folder
 
     files = (labels_file or []) + (labels or [])
     if not files:
@@ -127,7 +127,7 @@ def evaluator_report(
     """Held-out accuracy of an evaluator (course formula) per object count, on the images as the course squashes
     them and blurred through 32x32, and what it misses (classes, confusions, how visible the missed objects were)."""
     from fastddpm import atomic
-    from fastddpm.evaluator_report import heldout_report
+    from fastddpm.evaluator.report import heldout_report
 
     if out is not None and (out.is_dir() or out.suffix != ".json"):
         raise UsageError(f"--out {str(out)!r} must name a .json file")

@@ -48,7 +48,7 @@ def export(
     """Export the UNet (EMA weights) to ONNX with a parity check against torch fp32, and optionally to a
     TensorRT engine. Files are named by the weights' hash and precision; an earlier export of the same weights
     and precision is replaced."""
-    from fastddpm.export.contract import parse_batch_profile
+    from fastddpm.backends.contract import parse_batch_profile
     from fastddpm.paths import default_model_dir
 
     if not onnx and not trt:

@@ -1,4 +1,4 @@
-"""`fastddpm sample`: options -> SampleJob -> fastddpm.write_samples.run_sample."""
+"""`fastddpm sample`: options -> SampleJob -> fastddpm.sampling.job.run_sample."""
 
 from __future__ import annotations
 
@@ -100,10 +100,10 @@ def sample(
 ) -> None:
     """Generate one image per condition, written in label-file order."""
     from fastddpm.conditions import parse_label_string
-    from fastddpm.generate import check_settings, model_defaults
+    from fastddpm.sampling.batch import check_settings, model_defaults
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
-    from fastddpm.write_samples import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
+    from fastddpm.sampling.job import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
 
     claim_folder(out)  # before any work: refuse a file or a folder of foreign files
     conditions = read_labels(labels, labels_file)

@@ -1,4 +1,4 @@
-"""`fastddpm train`: options -> TrainConfig -> fastddpm.train.train; `--gpus N` relaunches under torchrun."""
+"""`fastddpm train`: options -> TrainConfig -> fastddpm.training.loop.train; `--gpus N` relaunches under torchrun."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def train(
 
     Ctrl-C or SIGTERM saves a checkpoint within a step and exits with 130 / 143; continue with --resume.
     """
-    from fastddpm.train import train as run_training
+    from fastddpm.training.loop import train as run_training
 
     if gpus > 1:
         raise typer.Exit(launch_torchrun(gpus, sys.argv[1:]))

@@ -18,7 +18,7 @@ from fastddpm import __version__, atomic
 from fastddpm.errors import UsageError
 from fastddpm.atomic import file_sha256
 from fastddpm.export.artifacts import export_stem, sidecar_path
-from fastddpm.export.contract import UNetIO
+from fastddpm.backends.contract import UNetIO
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_model
 from fastddpm.runtime import DTYPES, resolve_device
 
@@ -244,7 +244,7 @@ def _parity(
 def _sanity(path: Path, card: ModelCard, device: torch.device) -> dict:
     """Sample a few images through the reduced-precision graph: no NaN, not blank, not saturated."""
     from fastddpm.configs import SampleSettings
-    from fastddpm.generate import generate_split
+    from fastddpm.sampling.batch import generate_split
     from fastddpm.schedule import NoiseSchedule
 
     session = open_session(path, device)

@@ -15,7 +15,7 @@ from fastddpm import atomic
 from fastddpm.errors import UsageError
 from fastddpm.atomic import file_sha256
 from fastddpm.export.artifacts import read_sidecar, sidecar_path
-from fastddpm.export.contract import UNetIO
+from fastddpm.backends.contract import UNetIO
 
 TRT_MISSING = (
     "TensorRT is not installed: pip install 'fastddpm[trt]' (needs an NVIDIA GPU, driver and CUDA 12+)"

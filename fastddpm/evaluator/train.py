@@ -26,7 +26,7 @@ from fastddpm import atomic
 from fastddpm.configs import EvaluatorTrainConfig
 from fastddpm.data.reader import Dataset, load_dataset, to_model_range
 from fastddpm.errors import UsageError
-from fastddpm.evaluator import SCORE_BATCH, Evaluator, build_resnet18, topk_hits
+from fastddpm.evaluator.network import SCORE_BATCH, Evaluator, build_resnet18, topk_hits
 from fastddpm.runtime import autocast, device_name, resolve_device
 
 WEIGHTS_FILE, RECORD_FILE, METRICS_FILE = "evaluator.pth", "evaluator.json", "metrics.jsonl"

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from fastddpm import atomic
-from fastddpm.checkpoint import (
+from fastddpm.training.checkpoint import (
     CHECKPOINT_NAME,
     TrainCounters,
     read_training_state,
@@ -24,7 +24,7 @@ from fastddpm.errors import UsageError
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
 from fastddpm.schedule import NoiseSchedule
-from fastddpm.scoring import QuickEval
+from fastddpm.evaluator.quick import QuickEval
 
 
 class DistillRun:
@@ -81,7 +81,7 @@ class DistillRun:
 
     def open_stage(self, index: int):
         """The stage's teacher, and its student initialised from that teacher (or from the checkpoint)."""
-        from fastddpm.distill import Stage, stage_folder, stage_teacher
+        from fastddpm.distill.method import Stage, stage_folder, stage_teacher
 
         steps = self.config.stages()
         init = Path(self.config.model) if index == 0 else stage_folder(self.out, steps[index - 1])
@@ -123,7 +123,7 @@ class DistillRun:
 
     def finish_stage(self, stage) -> None:
         """Save the student (fp32 in students/, and fp16 in model/ after the last stage), evaluate it, move on."""
-        from fastddpm.distill import stage_folder
+        from fastddpm.distill.method import stage_folder
 
         steps = stage.steps or self.config.from_steps  # the folded model samples at the first teacher's steps
         info = {

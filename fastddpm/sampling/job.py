@@ -22,7 +22,7 @@ from fastddpm.data.reader import to_uint8
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS
 from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
-from fastddpm.generate import generate, image_noise, image_seeds
+from fastddpm.sampling.batch import generate, image_noise, image_seeds
 from fastddpm.model import load_card
 from fastddpm.runtime import resolve_device, resolve_dtype
 from fastddpm.schedule import NoiseSchedule

@@ -24,14 +24,14 @@ from fastddpm.backends import check_backend, make_backend
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
-from fastddpm.evaluator import Evaluator
+from fastddpm.evaluator.network import Evaluator
 from fastddpm.configs import SampleSettings
-from fastddpm.generate import check_settings, generate_split
+from fastddpm.sampling.batch import check_settings, generate_split
 from fastddpm.model import checkpoint_sha256, load_card
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
-from fastddpm.samplers import SAMPLERS, sampler_spec
+from fastddpm.sampling.samplers import SAMPLERS, sampler_spec
 from fastddpm.schedule import NoiseSchedule
-from fastddpm.scoring import mean_spread
+from fastddpm.evaluator.quick import mean_spread
 
 GPU_SEEDS, CPU_SEEDS = (0, 1, 2), (0,)  # sampling seeds when none are given, fixed before any score is seen
 

@@ -11,7 +11,7 @@ from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.configs import SampleSettings
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard
-from fastddpm.samplers import Callback, EpsFn, guided, sampler_spec
+from fastddpm.sampling.samplers import Callback, EpsFn, guided, sampler_spec
 from fastddpm.schedule import NoiseSchedule
 
 IMAGE_SHAPE = (3, 64, 64)
@@ -105,7 +105,7 @@ def generate(
         raise ValueError("a captured run replays a graph and never calls back: pass capture=False")
     run = denoise_fn(eps_fn, schedule, settings, callback)
     if capture:
-        from fastddpm.capture import CapturedRun
+        from fastddpm.sampling.capture import CapturedRun
 
         run = CapturedRun(run)
     out = []

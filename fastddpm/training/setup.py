@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from fastddpm import atomic
-from fastddpm.checkpoint import (
+from fastddpm.training.checkpoint import (
     CHECKPOINT_NAME,
     TrainCounters,
     read_training_state,
@@ -26,7 +26,7 @@ from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
 from fastddpm.model import ConditionalUNet, EpsilonModel, count_parameters
 from fastddpm.schedule import NoiseSchedule
-from fastddpm.scoring import QuickEval
+from fastddpm.evaluator.quick import QuickEval
 
 
 def training_module(net: ConditionalUNet, diffusion: DiffusionConfig) -> torch.nn.Module:

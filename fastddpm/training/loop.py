@@ -25,10 +25,10 @@ import torch.distributed as dist
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import to_model_range
 from fastddpm.errors import UsageError
-from fastddpm.loss import diffusion_loss
+from fastddpm.training.loss import diffusion_loss
 from fastddpm.model import ModelCard, count_parameters, save_model
 from fastddpm.runtime import DTYPES, autocast, resolve_device
-from fastddpm.train_setup import Run, build_run, default_batch_size, prepare_config
+from fastddpm.training.setup import Run, build_run, default_batch_size, prepare_config
 
 ProgressFn = Callable[[int, int, str], None]  # (steps done, steps expected, info)
 

@@ -11,11 +11,11 @@ import torch
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import split_labels
 from fastddpm.errors import UsageError
-from fastddpm.evaluator import Evaluator
+from fastddpm.evaluator.network import Evaluator
 from fastddpm.configs import SampleSettings
-from fastddpm.generate import generate_split
+from fastddpm.sampling.batch import generate_split
 from fastddpm.runtime import autocast
-from fastddpm.samplers import EpsFn
+from fastddpm.sampling.samplers import EpsFn
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule
 
 

@@ -99,7 +99,7 @@ def plot(report: dict, path: Path) -> None:
 
 def write_report(report: dict, results_dir: Path) -> Path:
     """Write JSON, markdown, plot and grids; returns the JSON path."""
-    from fastddpm.write_samples import save_grid
+    from fastddpm.sampling.job import save_grid
 
     grids = report.pop("grids")
     stem = results_dir / report["stamp"]

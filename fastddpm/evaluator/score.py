@@ -10,7 +10,7 @@ import torch
 from fastddpm.conditions import multi_hot, read_test_labels
 from fastddpm.data.reader import decode_image, to_model_range
 from fastddpm.errors import UsageError
-from fastddpm.evaluator import Evaluator
+from fastddpm.evaluator.network import Evaluator
 from fastddpm.runtime import resolve_device
 
 

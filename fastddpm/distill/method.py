@@ -30,9 +30,9 @@ from torch import nn
 
 from fastddpm.configs import DistillConfig
 from fastddpm.model import EpsilonModel, load_model
-from fastddpm.samplers import guided
+from fastddpm.sampling.samplers import guided
 from fastddpm.schedule import NoiseSchedule
-from fastddpm.train import StopRequest, TrainResult
+from fastddpm.training.loop import StopRequest, TrainResult
 
 STUDENTS = "students"
 
@@ -139,7 +139,7 @@ def distill(
     config: DistillConfig, resume: bool = False, progress=None, step_limit: int | None = None
 ) -> TrainResult:
     """Run (or resume) every stage; the result's model_dir is the final student (None when stopped early)."""
-    from fastddpm.distill_run import DistillRun
+    from fastddpm.distill.run import DistillRun
 
     run = DistillRun.start(config, resume)
     with StopRequest() as stop:

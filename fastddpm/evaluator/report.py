@@ -15,8 +15,8 @@ import torch
 
 from fastddpm.conditions import CLASSES, read_train_labels, split_class
 from fastddpm.data.reader import load_dataset, to_model_range
-from fastddpm.evaluator import Evaluator, topk_hits
-from fastddpm.evaluator_train import blur_through_32
+from fastddpm.evaluator.network import Evaluator, topk_hits
+from fastddpm.evaluator.train import blur_through_32
 from fastddpm.runtime import resolve_device
 
 SCENE_NAME = re.compile(r"CLEVR_train_(\d{6})_(\d+)\.png$")
