@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from fastddpm.backends import make_backend  # noqa: E402
+from fastddpm.export import open_backend  # noqa: E402
 from fastddpm.conditions import multi_hot  # noqa: E402
 from fastddpm.configs import SampleSettings  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> None:
         card = load_card(folder)
         guidance = model_defaults(card, "ddim", None, None)[2]  # 1 for a guidance-folded teacher
         steps = 2 * student_steps if role == "teacher" else student_steps
-        backend = make_backend("torch", folder, device)
+        backend = open_backend("torch", folder, device)
         schedule = NoiseSchedule.from_config(card.diffusion)
         settings = SampleSettings("ddim", steps, guidance=guidance, batch_size=32)
         for split, labels in splits.items():

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, save  # noqa: E402
 
 from fastddpm import atomic  # noqa: E402
-from fastddpm.backends import make_backend  # noqa: E402
+from fastddpm.export import open_backend  # noqa: E402
 from fastddpm.choices import SamplerName  # noqa: E402
 from fastddpm.cli.common import csv, int_tuple  # noqa: E402
 from fastddpm.configs import SampleSettings, SamplingDefaults  # noqa: E402
@@ -34,7 +34,7 @@ from fastddpm.model import CONFIG_NAME, WEIGHTS_NAME, load_card  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.runtime import device_name, resolve_device, resolve_dtype  # noqa: E402
 from fastddpm.schedule import NoiseSchedule  # noqa: E402
-from fastddpm.evaluator.quick import score_splits  # noqa: E402
+from fastddpm.evaluator.score import score_splits  # noqa: E402
 
 
 def option_type(parse):
@@ -136,7 +136,7 @@ def main() -> None:
     for seed in args.validation_seeds:
         val, new_val = synth.test_splits(seed)
         draws[seed] = {"val": val, "new_val": new_val}
-    backend = make_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
+    backend = open_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(args.card.diffusion)
     rows = []
     for scale, settings_for in track(args.grid.items(), description="guidance scales"):

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fastddpm.evaluator.quick import mean_spread
+from fastddpm.evaluator.score import mean_spread
 
 SAME = ("checkpoint_sha256", "evaluator_sha256", "guidance", "splits")  # what every pooled result must share
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_model
-from fastddpm.backends import make_backend
+from fastddpm.export import open_backend
 from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
 from fastddpm.export.artifacts import find_export, sidecar_path
@@ -58,7 +58,7 @@ def test_sampling_through_ort_equals_torch(exported, tiny_model):
     settings = SampleSettings("ddim", 4, guidance=2.0, batch_size=3)
     images = {
         name: generate(
-            make_backend(name, tiny_model, device, export_dir=out),
+            open_backend(name, tiny_model, device, export_dir=out),
             schedule,
             cond,
             image_seeds(0, 3),
@@ -75,12 +75,12 @@ def test_mismatched_exports_are_refused(exported, tmp_path):
     with pytest.raises(UsageError, match="no .onnx export"):
         find_export(out, other, ".onnx")
     with pytest.raises(UsageError, match="was exported from checkpoint"):
-        make_backend("ort", other, torch.device("cpu"), export_dir=path)
+        open_backend("ort", other, torch.device("cpu"), export_dir=path)
 
 
 def test_batch_outside_the_profile(exported, tiny_model):
     out, _, _ = exported
-    backend = make_backend("ort", tiny_model, torch.device("cpu"), export_dir=out)
+    backend = open_backend("ort", tiny_model, torch.device("cpu"), export_dir=out)
     with pytest.raises(UsageError, match="outside the ONNX export's profile 1:8:64"):
         backend(torch.zeros(65, 3, 64, 64), torch.zeros(65, dtype=torch.long), torch.zeros(65, 24))
     assert parse_batch_profile("1:8:64") == (1, 8, 64)
@@ -107,7 +107,7 @@ def test_tensorrt_engine_matches_torch(exported, tiny_model):
         torch.randint(0, 1000, (7,), device=cuda),
         torch.zeros(7, 24, device=cuda),
     )
-    reference = make_backend("torch", tiny_model, cuda)(x, t, cond)
+    reference = open_backend("torch", tiny_model, cuda)(x, t, cond)
     assert torch.allclose(TrtBackend(plan, cuda)(x, t, cond), reference, atol=1e-3)
 
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 
+from fastddpm.backends.contract import UNetIO
 from fastddpm.errors import UsageError
 
 BACKENDS = ("torch", "compile", "ort", "trt")
@@ -35,10 +36,11 @@ def make_backend(
     model_dir: str | Path,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
-    export_dir: str | Path = "export",
+    export_file: str | Path | None = None,
+    io: UNetIO | None = None,
 ) -> Backend:
-    """Build a backend for the model in `model_dir`; ort / trt load the export made from it in `export_dir`."""
-    from fastddpm.export.artifacts import find_export
+    """Build a backend for the model in `model_dir`; ort / trt run `export_file` (made from it: export.open_backend
+    finds it), trt with its contract `io` from the engine's sidecar."""
     from fastddpm.model import checkpoint_sha256
 
     check_backend(name)
@@ -48,10 +50,12 @@ def make_backend(
 
         net, card = load_model(model_dir, device)
         return TorchBackend(EpsilonModel(net, card.diffusion), device, dtype, compile=name == "compile")
+    if export_file is None or (name == "trt" and io is None):
+        raise UsageError(f"--backend {name} runs an export: open it with fastddpm.export.open_backend")
     if name == "ort":
         from fastddpm.backends.onnxruntime_backend import OrtBackend
 
-        return OrtBackend(find_export(export_dir, model_dir, ".onnx"), device, checkpoint_sha256(model_dir))
+        return OrtBackend(export_file, device, checkpoint_sha256(model_dir))
     from fastddpm.backends.tensorrt_backend import TrtBackend
 
-    return TrtBackend(find_export(export_dir, model_dir, ".plan"), device)
+    return TrtBackend(export_file, device, io)

@@ -99,7 +99,9 @@ def sample(
     batch_size: BatchSizeOption = SampleSettings.batch_size,
 ) -> None:
     """Generate one image per condition, written in label-file order."""
+    from fastddpm.export import open_backend
     from fastddpm.conditions import parse_label_string
+    from fastddpm.runtime import resolve_device, resolve_dtype
     from fastddpm.sampling.batch import check_settings, model_defaults
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
@@ -129,8 +131,12 @@ def sample(
     if warning:
         say(f"warning: {warning}")
     cpu_note(device.value)
+    device_ = resolve_device(job.device)
+    opened = open_backend(
+        job.backend, job.model_dir, device_, resolve_dtype(job.dtype, device_), job.export_dir
+    )
     with ProgressBar("sample") as bar:
-        record = run_sample(job, progress=bar)
+        record = run_sample(job, opened, progress=bar)
     replaced = (
         f"; replaced the {record['replaced']} files of earlier samples there" if record["replaced"] else ""
     )

@@ -1,49 +1,18 @@
-"""Sample a split's label lists and score them with the evaluator: the number every user reports, and the quick
-evaluation a training run logs."""
+"""The quick evaluation a training run logs: a few DDIM steps on the data folder's test splits, scored."""
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
 
-from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import split_labels
 from fastddpm.errors import UsageError
 from fastddpm.evaluator.network import Evaluator
 from fastddpm.configs import SampleSettings
-from fastddpm.sampling.batch import generate_split
+from fastddpm.evaluator.score import score_splits
 from fastddpm.runtime import autocast
-from fastddpm.sampling.samplers import EpsFn
 from fastddpm.schedule import DiffusionConfig, NoiseSchedule
-
-
-def score_splits(
-    eps_fn: EpsFn,
-    schedule: NoiseSchedule,
-    splits: dict[str, list[LabelList]],
-    settings: SampleSettings,
-    seeds: list[int],
-    evaluator: Evaluator,
-    device: torch.device | str,
-    capture: bool = False,
-) -> dict[str, list[float]]:
-    """{split: [accuracy for each sampling seed]}; each split scored in one evaluator call, as the course does."""
-    return {
-        name: [
-            evaluator.accuracy(
-                generate_split(eps_fn, schedule, labels, settings, s, device, capture), multi_hot(labels)
-            )
-            for s in seeds
-        ]
-        for name, labels in splits.items()
-    }
-
-
-def mean_spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 class QuickEval:

@@ -1,17 +1,23 @@
-"""`fastddpm evaluator score`: score a folder of PNGs (0.png, 1.png, ...) against test.json-style label files."""
+"""Scoring with the evaluator: sampled splits (the number every user reports; bench and training use it), a folder
+of PNGs against test.json-style label files (`fastddpm evaluator score`), and the mean and spread over seeds."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fastddpm.conditions import multi_hot, read_test_labels
+from fastddpm.conditions import LabelList, multi_hot, read_test_labels
+from fastddpm.configs import SampleSettings
 from fastddpm.data.reader import decode_image, to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.evaluator.network import Evaluator
 from fastddpm.runtime import resolve_device
+from fastddpm.sampling.batch import generate_split
+from fastddpm.sampling.samplers import EpsFn
+from fastddpm.schedule import NoiseSchedule
 
 
 def read_images(folder: Path, count: int) -> torch.Tensor:
@@ -44,3 +50,30 @@ def score_folder(
         folder = images if len(label_files) == 1 else images / Path(label_file).stem
         out[label_file] = evaluator.accuracy(read_images(folder, len(labels)), multi_hot(labels))
     return out
+
+
+def score_splits(
+    eps_fn: EpsFn,
+    schedule: NoiseSchedule,
+    splits: dict[str, list[LabelList]],
+    settings: SampleSettings,
+    seeds: list[int],
+    evaluator: Evaluator,
+    device: torch.device | str,
+    capture: bool = False,
+) -> dict[str, list[float]]:
+    """{split: [accuracy for each sampling seed]}; each split scored in one evaluator call, as the course does."""
+    return {
+        name: [
+            evaluator.accuracy(
+                generate_split(eps_fn, schedule, labels, settings, s, device, capture), multi_hot(labels)
+            )
+            for s in seeds
+        ]
+        for name, labels in splits.items()
+    }
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

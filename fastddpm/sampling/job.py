@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from fastddpm import atomic
-from fastddpm.backends import make_backend
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS
@@ -24,7 +23,7 @@ from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
 from fastddpm.sampling.batch import generate, image_noise, image_seeds
 from fastddpm.model import load_card
-from fastddpm.runtime import resolve_device, resolve_dtype
+from fastddpm.runtime import resolve_dtype
 from fastddpm.schedule import NoiseSchedule
 
 TRAJECTORY_LABELS = ["red sphere", "cyan cylinder", "cyan cube"]
@@ -113,13 +112,13 @@ def claim_folder(out: Path) -> list[str]:
     return [name for name in owned if (out / name).exists()]
 
 
-def run_sample(job: SampleJob, progress=None) -> dict:
-    """Generate, then replace the folder's previous samples (if any) with the PNGs, grid, optional strip and
-    sample.json; returns the record (with "replaced": how many earlier files were removed)."""
+def run_sample(job: SampleJob, backend, progress=None) -> dict:
+    """Generate through `backend` (a backends.Backend, opened by the caller: backends sit above sampling), then
+    replace the folder's previous samples (if any) with the PNGs, grid, optional strip and sample.json; returns the
+    record (with "replaced": how many earlier files were removed)."""
     previous = claim_folder(job.out)
-    device = resolve_device(job.device)
+    device = backend.device
     dtype = resolve_dtype(job.dtype, device)
-    backend = make_backend(job.backend, job.model_dir, device, dtype, job.export_dir)
     schedule = NoiseSchedule.from_config(load_card(job.model_dir).diffusion)
     images = generate(
         backend,
