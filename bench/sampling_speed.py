@@ -27,7 +27,9 @@ from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.runtime import device_name, latency_stats, resolve_dtype, time_ms  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
 
-H100_BF16_PEAK_TFLOPS = 989.0  # dense, datasheet (SXM); ~798 measured on the lent H100 with an 8k matmul
+# Dense bf16, H100 SXM datasheet. The lent H200 reached ~790 TFLOP/s dense on an 8192^3 matmul
+# (../shared/device/README.md).
+H100_BF16_PEAK_TFLOPS = 989.0
 
 
 def course_way(model, steps: int, cond: torch.Tensor, scheduler_name: str):
