@@ -87,6 +87,9 @@ class TrainConfig:
     ema: bool = True
     ema_decay: float = 0.999
     cond_drop: float = 0.1  # share of null conditions, for classifier-free guidance
+    # Mirror each training image left-right with probability 1/2: the labels name objects, not positions, so a
+    # mirrored scene keeps its labels (the lighting is not symmetric; whether it helps is measured, not assumed).
+    hflip: bool = False
     min_snr_gamma: float | None = 5.0
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
     compile: bool | None = None  # None: on CUDA only

@@ -16,7 +16,7 @@ from fastddpm.training.loss import diffusion_loss, drop_conditions
 from fastddpm.configs import ModelConfig, TrainConfig
 from fastddpm.model import ConditionalUNet
 from fastddpm.schedule import NoiseSchedule, linear_betas
-from fastddpm.training.loop import ema_update, train
+from fastddpm.training.loop import ema_update, random_hflip, train
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
@@ -79,6 +79,36 @@ def test_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     assert (tmp_path / "split" / "model" / "model.safetensors").is_file()
     meta = json.loads((tmp_path / "split" / "model" / "config.json").read_text())
     assert meta["info"]["steps"] == 6 and meta["info"]["render"]["seed"] == 5
+
+
+def test_random_hflip_mirrors_about_half_the_images_and_keeps_the_others():
+    images = torch.randint(0, 256, (2000, 3, 4, 5), dtype=torch.uint8)
+    out = random_hflip(images, torch.Generator().manual_seed(0))
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    kept = (out == images).flatten(1).all(1)
+    assert (mirrored ^ kept).all()  # each image whole, one way or the other (none symmetric by chance)
+    assert 0.45 < mirrored.float().mean().item() < 0.55
+    assert out.equal(random_hflip(images, torch.Generator().manual_seed(0)))  # the generator decides
+
+
+def test_hflip_option_is_saved_and_changes_only_the_runs_that_ask(tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from fastddpm.cli import app
+
+    out = tmp_path / "cli"
+    args = ["train", "--data", tiny_data, "--out", out, "--channels", "32,32", "--attention", "1"]
+    args += ["--eval-minutes", "0", "--device", "cpu", "--epochs", "0.5", "--batch-size", "2", "--hflip"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["hflip"] is True
+    train(tiny_config(tiny_data, tmp_path / "plain"), max_steps=3)
+    train(tiny_config(tiny_data, tmp_path / "plain2", hflip=False), max_steps=3)
+    train(tiny_config(tiny_data, tmp_path / "flip", hflip=True), max_steps=3)
+    plain, plain2, flip = (load_file(tmp_path / n / CHECKPOINT_NAME) for n in ("plain", "plain2", "flip"))
+    weights = [k for k in plain if not k.startswith("rng/")]
+    assert all(torch.equal(plain[k], plain2[k]) for k in weights)
+    assert not all(torch.equal(plain[k], flip[k]) for k in weights)
 
 
 def test_ema_update():

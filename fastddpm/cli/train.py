@@ -39,6 +39,9 @@ Ema = Annotated[bool, option("Optimisation", "Keep an EMA of the weights (what g
 CondDrop = Annotated[
     float, option("Optimisation", "Share of null conditions, for guidance; in [0, 1).", min=0.0, max=1.0)
 ]
+Hflip = Annotated[
+    bool, option("Optimisation", "Mirror half the training images left-right (labels have no positions).")
+]
 Seed = Annotated[int, option("Optimisation", "Seed of init, batches and noise.", min=0, max=MAX_SEED)]
 Compile = Annotated[
     Optional[bool],
@@ -91,6 +94,7 @@ def train(
     lr: Lr = TrainConfig.lr,
     ema: Ema = TrainConfig.ema,
     cond_drop: CondDrop = TrainConfig.cond_drop,
+    hflip: Hflip = TrainConfig.hflip,
     seed: Seed = TrainConfig.seed,
     compile: Compile = TrainConfig.compile,
     amp: AmpOpt = Amp(TrainConfig.amp),
@@ -126,6 +130,7 @@ def train(
         lr=lr,
         ema=ema,
         cond_drop=cond_drop,
+        hflip=hflip,
         amp=amp.value,
         compile=compile,
         device=device.value,

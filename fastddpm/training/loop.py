@@ -120,17 +120,26 @@ def train(
             dist.destroy_process_group()
 
 
+def random_hflip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each (B, C, H, W) image mirrored left-right with probability 1/2 (one draw per image from `generator`)."""
+    flip = torch.rand(images.shape[0], device=images.device, generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
 def train_step(run: Run) -> torch.Tensor:
     """One optimisation step on a fresh batch; returns the loss (not synchronised)."""
     config, counters = run.config, run.counters
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(config, counters.step, run.fraction_done())
     index = torch.randint(len(run.images), (config.batch_size,), device=run.device, generator=run.generator)
+    images = run.images[index]
+    if config.hflip:  # drawn only when on, so runs without it keep their random stream
+        images = random_hflip(images, run.generator)
     with autocast(run.device, amp_dtype(config, run.device)):
         loss = diffusion_loss(
             run.model,
             run.schedule,
-            to_model_range(run.images[index]),
+            to_model_range(images),
             run.labels[index],
             prediction=config.diffusion.prediction,
             cond_drop=config.cond_drop,
