@@ -205,3 +205,16 @@ def test_sigterm_saves_and_exits_143_within_seconds(tiny_data, tmp_path):
     assert events[-1]["event"] == "stop" and events[-1]["signal"] == "SIGTERM"
     assert f"stopped at step {events[-1]['step']}; continue with --resume" in " ".join(output.split())
     assert (out / CHECKPOINT_NAME).is_file() and (out / "model" / "model.safetensors").is_file()
+
+
+def test_a_preset_sets_its_fields_and_explicit_options_win():
+    from fastddpm.configs import apply_preset
+    from fastddpm.errors import UsageError
+
+    base = TrainConfig(data="d", out="o", lr=1e-3)
+    gpu = apply_preset(base, "gpu", explicit=frozenset({"lr", "model.patch_size"}))
+    assert gpu.batch_size == 256 and gpu.model.block_channels == (64, 128, 256, 256)
+    assert gpu.lr == 1e-3 and gpu.model.patch_size == base.model.patch_size  # given on the command line
+    assert apply_preset(base, "cpu") == base
+    with pytest.raises(UsageError, match="--preset 'tpu' is not one of cpu, gpu"):
+        apply_preset(base, "tpu")

@@ -11,7 +11,7 @@ import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
-from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
+from fastddpm.configs import TRAIN_PRESETS, DiffusionConfig, ModelConfig, TrainConfig, apply_preset
 from fastddpm.defaults import MAX_BATCH, MAX_SEED
 
 
@@ -20,6 +20,14 @@ Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, che
 Epochs = Annotated[float, option("Run", "Length of the LR schedule in passes over the data.")]
 Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget; the LR schedule follows it.")]
 Resume = Annotated[bool, option("Run", "Continue the run in --out (that folder, even if copied or moved).")]
+Preset = Annotated[
+    str,
+    option(
+        "Run",
+        f"Named starting configuration ({', '.join(TRAIN_PRESETS)}; see fastddpm.configs.TRAIN_PRESETS); "
+        "options given explicitly override it.",
+    ),
+]
 Gpus = Annotated[int, option("Run", "Launch torchrun with this many processes (DDP).", min=1)]
 DeviceOpt = Annotated[Device, option("Run", "auto takes the GPU when there is one.")]
 BatchSize = Annotated[
@@ -67,6 +75,25 @@ Evaluator = Annotated[
 ]
 
 
+# CLI parameter -> the TrainConfig field it sets, where the names differ (the keys of TRAIN_PRESETS)
+OPTION_FIELDS = {
+    "channels": "model.block_channels",
+    "attention": "model.attention_levels",
+    "patch": "model.patch_size",
+    "conditioning": "model.conditioning",
+}
+
+
+def explicit_fields(ctx: typer.Context) -> frozenset[str]:
+    """The TrainConfig fields whose options were given (not left at their defaults): they override a preset."""
+    given = [
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+    return frozenset(OPTION_FIELDS.get(name, name) for name in given)
+
+
 def launch_torchrun(gpus: int, argv: list[str]) -> int:
     """`fastddpm train --gpus N ...` -> `torchrun --nproc-per-node N -m fastddpm train ...` (without --gpus)."""
     args, skip_value = [], False
@@ -83,11 +110,13 @@ def launch_torchrun(gpus: int, argv: list[str]) -> int:
 
 @clean_errors
 def train(
+    ctx: typer.Context,
     data: Data,
     out: Out,
     epochs: Epochs = TrainConfig.epochs,
     minutes: Minutes = TrainConfig.minutes,
     resume: Resume = False,
+    preset: Preset = "cpu",
     gpus: Gpus = 1,
     device: DeviceOpt = Device(TrainConfig.device),
     batch_size: BatchSize = TrainConfig.batch_size,
@@ -107,7 +136,7 @@ def train(
     eval_minutes: EvalMinutes = TrainConfig.eval_minutes,
     evaluator: Evaluator = None,
 ) -> None:
-    """Train the conditional DDPM; the defaults train the shipped configuration.
+    """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration.
 
     Ctrl-C or SIGTERM saves a checkpoint within a step and exits with 130 / 143; continue with --resume.
     """
@@ -140,6 +169,7 @@ def train(
         model=model,
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
+    config = apply_preset(config, preset, explicit_fields(ctx))
     with ProgressBar("train") as bar:
         result = run_training(config, resume=resume, progress=bar)
     exit_if_stopped(result, out)
