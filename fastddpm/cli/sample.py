@@ -103,14 +103,16 @@ def sample(
     from fastddpm.sampling.batch import check_settings, model_defaults
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
+    from fastddpm.pipeline import Pipeline
     from fastddpm.sampling.job import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
 
     claim_folder(out)  # before any work: refuse a file or a folder of foreign files
     conditions = read_labels(labels, labels_file)
     model = model or default_model_dir()
-    chosen, steps, guidance = model_defaults(load_card(model), sampler and sampler.value, steps, guidance)
+    card = load_card(model)
+    chosen, steps, guidance = model_defaults(card, sampler and sampler.value, steps, guidance)
     settings = SampleSettings(chosen, steps, eta, guidance, batch_size)
-    check_settings(settings, load_card(model).diffusion.timesteps)
+    check_settings(settings, card.diffusion.timesteps)
     job = SampleJob(
         labels=conditions,
         out=out,
@@ -129,8 +131,9 @@ def sample(
     if warning:
         say(f"warning: {warning}")
     cpu_note(device.value)
+    pipe = Pipeline.from_pretrained(model, device.value, backend.value, dtype.value, export_dir)
     with ProgressBar("sample") as bar:
-        record = run_sample(job, progress=bar)
+        record = run_sample(job, pipe, progress=bar)
     replaced = (
         f"; replaced the {record['replaced']} files of earlier samples there" if record["replaced"] else ""
     )

@@ -12,11 +12,11 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fastddpm import atomic
-from fastddpm.backends import make_backend
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS
@@ -24,8 +24,11 @@ from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
 from fastddpm.sampling.batch import generate, image_noise, image_seeds
 from fastddpm.model import load_card
-from fastddpm.runtime import resolve_device, resolve_dtype
+from fastddpm.runtime import resolve_dtype
 from fastddpm.schedule import NoiseSchedule
+
+if TYPE_CHECKING:
+    from fastddpm.pipeline import Pipeline
 
 TRAJECTORY_LABELS = ["red sphere", "cyan cylinder", "cyan cube"]
 TRAJECTORY_FRAMES = 10
@@ -113,26 +116,16 @@ def claim_folder(out: Path) -> list[str]:
     return [name for name in owned if (out / name).exists()]
 
 
-def run_sample(job: SampleJob, progress=None) -> dict:
-    """Generate, then replace the folder's previous samples (if any) with the PNGs, grid, optional strip and
-    sample.json; returns the record (with "replaced": how many earlier files were removed)."""
+def run_sample(job: SampleJob, pipe: Pipeline, progress=None) -> dict:
+    """Generate with `pipe` (built by the caller for job.model_dir and job.backend), then replace the folder's
+    previous samples (if any) with the PNGs, grid, optional strip and sample.json; returns the record (with
+    "replaced": how many earlier files were removed)."""
     previous = claim_folder(job.out)
-    device = resolve_device(job.device)
+    device = pipe.device
     dtype = resolve_dtype(job.dtype, device)
-    backend = make_backend(job.backend, job.model_dir, device, dtype, job.export_dir)
-    schedule = NoiseSchedule.from_config(load_card(job.model_dir).diffusion)
-    images = generate(
-        backend,
-        schedule,
-        multi_hot(job.labels),
-        image_seeds(job.seed, len(job.labels)),
-        job.settings,
-        device,
-        capture=backend.capturable,
-        progress=progress,
-    )
+    images = pipe.generate(job.labels, job.settings, job.seed, progress=progress)
     strip = (
-        trajectory(backend, schedule, job.trajectory_labels, job.settings, job.seed, device)
+        trajectory(pipe.backend, pipe.schedule, job.trajectory_labels, job.settings, job.seed, device)
         if job.trajectory_labels
         else None
     )
