@@ -21,7 +21,6 @@ import torch
 
 from fastddpm.atomic import file_sha256
 from fastddpm.backends import check_backend
-from fastddpm.export import open_backend
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
@@ -29,6 +28,7 @@ from fastddpm.evaluator.network import Evaluator
 from fastddpm.configs import SampleSettings
 from fastddpm.sampling.batch import check_settings, generate_split
 from fastddpm.model import checkpoint_sha256, load_card
+from fastddpm.pipeline import Pipeline
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
 from fastddpm.sampling.samplers import SAMPLERS, sampler_spec
 from fastddpm.schedule import NoiseSchedule
@@ -186,7 +186,7 @@ def run_bench(
     sample grids."""
     rows_todo = bench_rows(config)
     device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype, device)
+    resolve_dtype(config.dtype, device)  # refuse a bad dtype before any work
     evaluator = Evaluator(config.evaluator, device)
     schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
     for _, sampler, steps in rows_todo:  # every step count checked before any work
@@ -196,9 +196,9 @@ def run_bench(
         if progress:
             progress(i, len(rows_todo), f"{backend_name} {sampler}-{steps}")
         if backend_name not in backends:
-            backends[backend_name] = open_backend(
-                backend_name, config.model_dir, device, dtype, config.export_dir
-            )
+            backends[backend_name] = Pipeline.from_pretrained(
+                config.model_dir, config.device, backend_name, config.dtype, config.export_dir
+            ).backend
         settings = row_settings(config, sampler, steps)
         rows.append(
             bench_row(backends[backend_name], backend_name, schedule, settings, config, evaluator, grids)

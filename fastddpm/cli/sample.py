@@ -99,20 +99,20 @@ def sample(
     batch_size: BatchSizeOption = SampleSettings.batch_size,
 ) -> None:
     """Generate one image per condition, written in label-file order."""
-    from fastddpm.export import open_backend
     from fastddpm.conditions import parse_label_string
-    from fastddpm.runtime import resolve_device, resolve_dtype
     from fastddpm.sampling.batch import check_settings, model_defaults
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
+    from fastddpm.pipeline import Pipeline
     from fastddpm.sampling.job import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
 
     claim_folder(out)  # before any work: refuse a file or a folder of foreign files
     conditions = read_labels(labels, labels_file)
     model = model or default_model_dir()
-    chosen, steps, guidance = model_defaults(load_card(model), sampler and sampler.value, steps, guidance)
+    card = load_card(model)
+    chosen, steps, guidance = model_defaults(card, sampler and sampler.value, steps, guidance)
     settings = SampleSettings(chosen, steps, eta, guidance, batch_size)
-    check_settings(settings, load_card(model).diffusion.timesteps)
+    check_settings(settings, card.diffusion.timesteps)
     job = SampleJob(
         labels=conditions,
         out=out,
@@ -131,12 +131,9 @@ def sample(
     if warning:
         say(f"warning: {warning}")
     cpu_note(device.value)
-    device_ = resolve_device(job.device)
-    opened = open_backend(
-        job.backend, job.model_dir, device_, resolve_dtype(job.dtype, device_), job.export_dir
-    )
+    pipe = Pipeline.from_pretrained(model, device.value, backend.value, dtype.value, export_dir)
     with ProgressBar("sample") as bar:
-        record = run_sample(job, opened, progress=bar)
+        record = run_sample(job, pipe, progress=bar)
     replaced = (
         f"; replaced the {record['replaced']} files of earlier samples there" if record["replaced"] else ""
     )

@@ -12,6 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,6 +26,9 @@ from fastddpm.sampling.batch import generate, image_noise, image_seeds
 from fastddpm.model import load_card
 from fastddpm.runtime import resolve_dtype
 from fastddpm.schedule import NoiseSchedule
+
+if TYPE_CHECKING:
+    from fastddpm.pipeline import Pipeline
 
 TRAJECTORY_LABELS = ["red sphere", "cyan cylinder", "cyan cube"]
 TRAJECTORY_FRAMES = 10
@@ -112,26 +116,16 @@ def claim_folder(out: Path) -> list[str]:
     return [name for name in owned if (out / name).exists()]
 
 
-def run_sample(job: SampleJob, backend, progress=None) -> dict:
-    """Generate through `backend` (a backends.Backend, opened by the caller: backends sit above sampling), then
-    replace the folder's previous samples (if any) with the PNGs, grid, optional strip and sample.json; returns the
-    record (with "replaced": how many earlier files were removed)."""
+def run_sample(job: SampleJob, pipe: Pipeline, progress=None) -> dict:
+    """Generate with `pipe` (built by the caller for job.model_dir and job.backend), then replace the folder's
+    previous samples (if any) with the PNGs, grid, optional strip and sample.json; returns the record (with
+    "replaced": how many earlier files were removed)."""
     previous = claim_folder(job.out)
-    device = backend.device
+    device = pipe.device
     dtype = resolve_dtype(job.dtype, device)
-    schedule = NoiseSchedule.from_config(load_card(job.model_dir).diffusion)
-    images = generate(
-        backend,
-        schedule,
-        multi_hot(job.labels),
-        image_seeds(job.seed, len(job.labels)),
-        job.settings,
-        device,
-        capture=backend.capturable,
-        progress=progress,
-    )
+    images = pipe.generate(job.labels, job.settings, job.seed, progress=progress)
     strip = (
-        trajectory(backend, schedule, job.trajectory_labels, job.settings, job.seed, device)
+        trajectory(pipe.backend, pipe.schedule, job.trajectory_labels, job.settings, job.seed, device)
         if job.trajectory_labels
         else None
     )
