@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastddpm.errors import UsageError
+from fastddpm.folders import disk_errors, probe_writable
 
 
 _UMASK = os.umask(0)
@@ -41,6 +42,7 @@ def check_output_folder(path: str | Path, option: str = "--out") -> Path:
         raise UsageError(
             f"{option} {str(path)!r} cannot be written: no write permission on {str(existing)!r}"
         )
+    probe_writable(path, option)
     return path
 
 
@@ -48,13 +50,15 @@ def check_output_folder(path: str | Path, option: str = "--out") -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with disk_errors(path):
+            yield Path(tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

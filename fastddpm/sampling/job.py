@@ -1,9 +1,10 @@
 """`fastddpm sample`'s job: images for label lists, written as 0.png, 1.png, ... (file order), an 8-per-row grid,
 optionally a denoising strip from noise to image, and sample.json listing what was written.
 
-A folder is owned by the run that wrote its sample.json: a new run into it first removes exactly the files that
-record lists (and says so); a folder holding anything else is refused before any work, so a folder never mixes
-the images of two runs.
+A folder is owned by the run that wrote its sample.json; a folder holding anything else (or a record naming a
+file outside the folder) is refused before any work. A run holds a lock on its folder, writes into a temporary
+folder beside it and swaps that in at the end, so a folder never mixes the images of two runs and an
+interrupted run leaves the old one intact.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from fastddpm import atomic
+from fastddpm import atomic, folders
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS
@@ -97,7 +98,7 @@ def objects_warning(job: SampleJob) -> str | None:
 
 def claim_folder(out: Path) -> list[str]:
     """Check `out` before any work: a new folder, an empty one, or one an earlier `fastddpm sample` owns.
-    Returns the names of that earlier run's files (to remove before writing)."""
+    Returns the names of that earlier run's files (replaced by the new run)."""
     atomic.check_output_folder(out)
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if not present:
@@ -107,20 +108,32 @@ def claim_folder(out: Path) -> list[str]:
         owned = json.loads(record.read_text())["files"] if record.is_file() else None
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         owned = None
+    if owned is not None and not isinstance(owned, list):
+        raise UsageError(f'{record} has "files" of type {type(owned).__name__}; a list of names is expected')
+    for name in owned or []:
+        folders.inside(out, name, record)
     foreign = [name for name in present if owned is None or name not in {*owned, RECORD_NAME}]
     if foreign:
         raise UsageError(
             f"--out {str(out)!r} holds files that an earlier `fastddpm sample` did not write (e.g. "
-            f"{', '.join(foreign[:3])}); choose a new or empty folder"
+            f"{', '.join(folders.quote(n) for n in foreign[:3])}); choose a new or empty folder"
         )
     return [name for name in owned if (out / name).exists()]
 
 
 def run_sample(job: SampleJob, pipe: Pipeline, progress=None) -> dict:
-    """Generate with `pipe` (built by the caller for job.model_dir and job.backend), then replace the folder's
-    previous samples (if any) with the PNGs, grid, optional strip and sample.json; returns the record (with
-    "replaced": how many earlier files were removed)."""
-    previous = claim_folder(job.out)
+    """Generate with `pipe` (built by the caller for job.model_dir and job.backend) into a staged folder beside
+    job.out, under the folder's lock, then swap it in for the earlier run's samples (if any); returns the record
+    (with "replaced": how many earlier files were replaced)."""
+    with folders.folder_lock(job.out):
+        previous = claim_folder(job.out)
+        with folders.staged_folder(job.out) as stage:
+            record = _generate_into(job, pipe, stage, progress)
+    return {**record, "replaced": len(previous)}
+
+
+def _generate_into(job: SampleJob, pipe: Pipeline, stage: Path, progress) -> dict:
+    """Generate the images and write them, the grid, the optional strip and sample.json into `stage`."""
     device = pipe.device
     dtype = resolve_dtype(job.dtype, device)
     images = pipe.generate(job.labels, job.settings, job.seed, progress=progress)
@@ -129,17 +142,14 @@ def run_sample(job: SampleJob, pipe: Pipeline, progress=None) -> dict:
         if job.trajectory_labels
         else None
     )
-    for name in previous:
-        (job.out / name).unlink()
-    job.out.mkdir(parents=True, exist_ok=True)
     files = []
     for i, image in enumerate(to_uint8(images).permute(0, 2, 3, 1).numpy()):
-        atomic.save_png(job.out / f"{i}.png", image)
+        atomic.save_png(stage / f"{i}.png", image)
         files.append(f"{i}.png")
-    save_grid(job.out / "grid.png", images)
+    save_grid(stage / "grid.png", images)
     files.append("grid.png")
     if strip is not None:
-        save_grid(job.out / "trajectory.png", strip, nrow=len(strip))
+        save_grid(stage / "trajectory.png", strip, nrow=len(strip))
         files.append("trajectory.png")
     record = {
         "labels": job.labels,
@@ -151,5 +161,5 @@ def run_sample(job: SampleJob, pipe: Pipeline, progress=None) -> dict:
         "model": str(job.model_dir),
         "files": files,
     }
-    atomic.write_json(job.out / RECORD_NAME, record)
-    return {**record, "replaced": len(previous)}
+    atomic.write_json(stage / RECORD_NAME, record)
+    return record
