@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import CourseUNet  # noqa: E402
 from common import save  # noqa: E402
 
-from fastddpm.backends import make_backend  # noqa: E402
+from fastddpm.export import open_backend as make_backend  # noqa: E402
 from fastddpm.configs import SampleSettings  # noqa: E402
 from fastddpm.sampling.batch import generate, image_seeds  # noqa: E402
 from fastddpm.paths import default_model_dir  # noqa: E402

@@ -2,7 +2,7 @@
 
     eps = backend(x, t, cond)    x (B, 3, 64, 64) float32, t (B,) int64, cond (B, 24) float32 -> eps float32
 
-so torch eager, torch.compile, ONNX Runtime and TensorRT are interchangeable. Heavy imports stay inside each
+so torch eager, torch.compile, ONNX Runtime, OpenVINO and TensorRT are interchangeable. Heavy imports stay inside each
 backend's module, so importing fastddpm never needs onnxruntime or tensorrt."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Protocol
 
 import torch
 
+from fastddpm.backends.contract import UNetIO
+from fastddpm.choices import BackendName
 from fastddpm.errors import UsageError
 
-BACKENDS = ("torch", "compile", "ort", "trt")
+EXPORT_SUFFIX = {"ort": ".onnx", "openvino": ".onnx", "trt": ".plan"}  # backends that run an export
 
 
 class Backend(Protocol):
@@ -26,8 +28,7 @@ class Backend(Protocol):
 
 
 def check_backend(name: str) -> None:
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    BackendName.check(name, "--backend")
 
 
 def make_backend(
@@ -35,10 +36,11 @@ def make_backend(
     model_dir: str | Path,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
-    export_dir: str | Path = "export",
+    export_file: str | Path | None = None,
+    io: UNetIO | None = None,
 ) -> Backend:
-    """Build a backend for the model in `model_dir`; ort / trt load the export made from it in `export_dir`."""
-    from fastddpm.export.artifacts import find_export
+    """Build a backend for the model in `model_dir`; ort / openvino / trt run `export_file`, an export made from
+    it (trt also needs the engine's contract `io`). `fastddpm.export.open_backend` finds both in an export folder."""
     from fastddpm.model import checkpoint_sha256
 
     check_backend(name)
@@ -48,10 +50,18 @@ def make_backend(
 
         net, card = load_model(model_dir, device)
         return TorchBackend(EpsilonModel(net, card.diffusion), device, dtype, compile=name == "compile")
+    if export_file is None:
+        raise UsageError(f"--backend {name} runs an export; none was given")
     if name == "ort":
         from fastddpm.backends.onnxruntime_backend import OrtBackend
 
-        return OrtBackend(find_export(export_dir, model_dir, ".onnx"), device, checkpoint_sha256(model_dir))
+        return OrtBackend(export_file, device, checkpoint_sha256(model_dir))
+    if name == "openvino":
+        from fastddpm.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(export_file, device)
     from fastddpm.backends.tensorrt_backend import TrtBackend
 
-    return TrtBackend(find_export(export_dir, model_dir, ".plan"), device)
+    if io is None:
+        raise UsageError("--backend trt needs the engine's contract from its sidecar")
+    return TrtBackend(export_file, device, io)

@@ -3,13 +3,55 @@ io-binding on torch CUDA tensors, so no host copies happen inside the sampling l
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fastddpm.backends.contract import UNetIO
 from fastddpm.errors import UsageError
-from fastddpm.export.onnx_export import open_session, run_session, session_contract
+
+
+def open_session(path: str | Path, device: torch.device):
+    """An ONNX Runtime session on `device` (CUDA provider when asked for and installed), or a UsageError."""
+    import onnxruntime as ort
+
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise UsageError("ONNX Runtime on cuda needs onnxruntime-gpu: pip install 'fastddpm[gpu]'")
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # Full graph fusion, one op at a time over every core this process may use (taskset is honoured).
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one clear message
+        raise UsageError(f"{str(path)!r} is not a loadable ONNX model ({type(err).__name__})") from None
+
+
+def session_contract(session) -> UNetIO:
+    """The contract recorded in an export's metadata (every fastddpm export has one)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if "io" not in meta:
+        raise UsageError("this ONNX file was not made by `fastddpm export`: its metadata records no contract")
+    return UNetIO(**json.loads(meta["io"]))
+
+
+def run_session(session, io: UNetIO, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """eps from host tensors through numpy feeds (any provider; ONNX Runtime copies to the device itself)."""
+    feeds = {
+        io.x: x.float().cpu().contiguous().numpy(),
+        io.t: t.long().cpu().contiguous().numpy(),
+        io.cond: cond.float().cpu().contiguous().numpy(),
+    }
+    return torch.from_numpy(np.asarray(session.run([io.eps], feeds)[0]))
 
 
 class OrtBackend:

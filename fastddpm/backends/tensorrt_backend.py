@@ -8,23 +8,35 @@ from pathlib import Path
 import torch
 
 from fastddpm.errors import UsageError
-from fastddpm.export.artifacts import read_sidecar
 from fastddpm.backends.contract import UNetIO
-from fastddpm.export.tensorrt_build import import_tensorrt
+
+
+TRT_MISSING = (
+    "TensorRT is not installed: pip install 'fastddpm[trt]' (needs an NVIDIA GPU, driver and CUDA 12+)"
+)
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise UsageError(TRT_MISSING) from None
+    return trt
 
 
 class TrtBackend:
     capturable = True  # enqueues on torch's current stream, so a whole-run graph can record it
     provider = "TensorRT"
 
-    def __init__(self, path: str | Path, device: torch.device) -> None:
+    def __init__(self, path: str | Path, device: torch.device, io: UNetIO) -> None:
+        """`io`: the contract the engine was built for (its sidecar records it)."""
         trt = import_tensorrt()
         path = Path(path)
         if device.type != "cuda":
             raise UsageError("--backend trt runs on a CUDA device only")
         if not path.is_file():
             raise UsageError(f"TensorRT engine {str(path)!r} not found; run `fastddpm export --onnx --trt`")
-        self.io = UNetIO(**read_sidecar(path)["io"])
+        self.io = io
         self.device = device
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:

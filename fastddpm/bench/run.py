@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from fastddpm.atomic import file_sha256
-from fastddpm.backends import check_backend, make_backend
+from fastddpm.backends import check_backend
+from fastddpm.export import open_backend
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
@@ -195,7 +196,7 @@ def run_bench(
         if progress:
             progress(i, len(rows_todo), f"{backend_name} {sampler}-{steps}")
         if backend_name not in backends:
-            backends[backend_name] = make_backend(
+            backends[backend_name] = open_backend(
                 backend_name, config.model_dir, device, dtype, config.export_dir
             )
         settings = row_settings(config, sampler, steps)

@@ -10,7 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,10 +18,11 @@ from fastddpm.errors import UsageError
 from fastddpm.atomic import file_sha256
 from fastddpm.export.artifacts import export_stem, sidecar_path
 from fastddpm.backends.contract import UNetIO
+from fastddpm.backends.onnxruntime_backend import open_session, run_session, session_contract
+from fastddpm.choices import Precision
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_model
 from fastddpm.runtime import DTYPES, resolve_device
 
-PRECISIONS = tuple(DTYPES)  # fp32, bf16, fp16
 # Relative error ||onnx - torch_fp32|| / ||torch_fp32|| an export may show, per precision of the exported graph.
 PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2, "bf16": 8e-2}
 PARITY_BATCHES = (1, 7, 32)
@@ -72,42 +72,6 @@ class _Float32IO(nn.Module):
         return self.model(x.to(self.dtype), t, cond.to(self.dtype)).float()
 
 
-def open_session(path: str | Path, device: torch.device):
-    """An ONNX Runtime session on `device` (CUDA provider when asked for and installed), or a UsageError."""
-    import onnxruntime as ort
-
-    if device.type == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise UsageError("ONNX Runtime on cuda needs onnxruntime-gpu: pip install 'fastddpm[gpu]'")
-        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
-    else:
-        providers = ["CPUExecutionProvider"]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one clear message
-        raise UsageError(f"{str(path)!r} is not a loadable ONNX model ({type(err).__name__})") from None
-
-
-def session_contract(session) -> UNetIO:
-    """The contract recorded in an export's metadata (every fastddpm export has one)."""
-    meta = session.get_modelmeta().custom_metadata_map
-    if "io" not in meta:
-        raise UsageError("this ONNX file was not made by `fastddpm export`: its metadata records no contract")
-    return UNetIO(**json.loads(meta["io"]))
-
-
-def run_session(session, io: UNetIO, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-    """eps from host tensors through numpy feeds (any provider; ONNX Runtime copies to the device itself)."""
-    feeds = {
-        io.x: x.float().cpu().contiguous().numpy(),
-        io.t: t.long().cpu().contiguous().numpy(),
-        io.cond: cond.float().cpu().contiguous().numpy(),
-    }
-    return torch.from_numpy(np.asarray(session.run([io.eps], feeds)[0]))
-
-
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-12))
 
@@ -150,8 +114,7 @@ def export_onnx(
     device: str = "auto",  # where ONNX Runtime runs the parity and sanity checks
 ) -> tuple[Path, ExportRecord]:
     """Export, check and write export/unet-<sha12>-<precision>.onnx with its sidecar; returns both."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    Precision.check(precision, "--precision")
     check_device = resolve_device(device)
     start = time.perf_counter()
     net, card = load_model(model_dir)

@@ -16,18 +16,7 @@ from fastddpm.errors import UsageError
 from fastddpm.atomic import file_sha256
 from fastddpm.export.artifacts import read_sidecar, sidecar_path
 from fastddpm.backends.contract import UNetIO
-
-TRT_MISSING = (
-    "TensorRT is not installed: pip install 'fastddpm[trt]' (needs an NVIDIA GPU, driver and CUDA 12+)"
-)
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise UsageError(TRT_MISSING) from None
-    return trt
+from fastddpm.backends.tensorrt_backend import import_tensorrt
 
 
 def build_engine(

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fastddpm import atomic
-from fastddpm.backends import make_backend
+from fastddpm.export import open_backend
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.data.reader import to_uint8
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS
@@ -119,7 +119,7 @@ def run_sample(job: SampleJob, progress=None) -> dict:
     previous = claim_folder(job.out)
     device = resolve_device(job.device)
     dtype = resolve_dtype(job.dtype, device)
-    backend = make_backend(job.backend, job.model_dir, device, dtype, job.export_dir)
+    backend = open_backend(job.backend, job.model_dir, device, dtype, job.export_dir)
     schedule = NoiseSchedule.from_config(load_card(job.model_dir).diffusion)
     images = generate(
         backend,
