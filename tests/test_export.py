@@ -98,7 +98,9 @@ def test_mismatched_exports_are_refused(exported, tmp_path):
     with pytest.raises(UsageError, match="no .onnx export"):
         find_export(out, other, ".onnx")
     with pytest.raises(UsageError, match="was exported from checkpoint"):
-        make_backend("ort", other, torch.device("cpu"), export_file=path)
+        open_backend("ort", other, torch.device("cpu"), export_dir=path)  # the sidecar's record
+    with pytest.raises(UsageError, match="holds a graph exported from checkpoint"):
+        make_backend("ort", other, torch.device("cpu"), export_file=path)  # the graph's own record
 
 
 def test_batch_outside_the_profile(exported, tiny_model):
