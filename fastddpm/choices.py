@@ -23,12 +23,12 @@ class Choice(StrEnum):
 
 
 Device = Choice("Device", {"auto": "auto", "cpu": "cpu", "cuda": "cuda"})
-Dtype = Choice("Dtype", {"auto": "auto", "fp32": "fp32", "bf16": "bf16", "fp16": "fp16"})
-Precision = Choice("Precision", {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16"})
+Precision = Choice("Precision", {n: n for n in ("fp32", "fp16", "bf16")})
+Dtype = Choice("Dtype", {"auto": "auto", **{n: n for n in Precision.names()}})  # a precision, or auto
 Amp = Choice("Amp", {"auto": "auto", "bf16": "bf16", "fp16": "fp16", "off": "off"})
 Schedule = Choice("Schedule", {"linear": "linear", "cosine": "cosine"})
 Prediction = Choice("Prediction", {"epsilon": "epsilon", "v": "v"})
 Conditioning = Choice("Conditioning", {"multihot": "multihot", "tokens": "tokens"})
 SamplerName = Choice("SamplerName", {n: n for n in ("ddpm", "ddim", "dpmpp", "unipc")})
-BackendName = Choice("BackendName", {n: n for n in ("torch", "compile", "ort", "trt")})
+BackendName = Choice("BackendName", {n: n for n in ("torch", "compile", "ort", "openvino", "trt")})
 Weighting = Choice("Weighting", {"eps": "eps", "x-trunc-snr": "x-trunc-snr"})

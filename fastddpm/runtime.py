@@ -12,17 +12,16 @@ from typing import TypeVar
 
 import torch
 
+from fastddpm.choices import Device, Dtype, Precision
 from fastddpm.errors import UsageError
 
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = dict(zip(Precision.names(), (torch.float32, torch.float16, torch.bfloat16), strict=True))
 T = TypeVar("T")
 
 
 def resolve_device(name: str, index: int | None = None) -> torch.device:
     """'auto' | 'cpu' | 'cuda' -> a torch device; 'auto' takes the GPU when there is one."""
-    if name not in DEVICES:
-        raise UsageError(f"--device {name!r} is not one of {', '.join(DEVICES)}")
+    Device.check(name, "--device")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
     if name == "cpu" or not torch.cuda.is_available():
@@ -32,10 +31,8 @@ def resolve_device(name: str, index: int | None = None) -> torch.device:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """'auto' (bf16 on CUDA, fp32 on a CPU) | 'fp32' | 'bf16' | 'fp16' -> a torch dtype."""
-    if name == "auto":
+    if Dtype.check(name, "--dtype") == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise UsageError(f"--dtype {name!r} is not one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

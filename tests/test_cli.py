@@ -41,7 +41,7 @@ def run(*args: str):
             "dpmpp takes 1 to 500 steps",
         ),
         (["bench", "--sampler", "plms"], "--sampler 'plms' is not one of ddpm, ddim, dpmpp, unipc"),
-        (["bench", "--backend", "tf"], "--backend 'tf' is not one of torch, compile, ort, trt"),
+        (["bench", "--backend", "tf"], "--backend 'tf' is not one of torch, compile, ort, openvino, trt"),
         (["bench", "--steps", "ten"], "comma-separated integers"),
         (["export", "--precision", "fp8"], "'fp8' is not one of 'fp32', 'fp16', 'bf16'"),
         (["export", "--batch", "8:4:2"], "1 <= MIN <= OPT <= MAX"),

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from conftest import make_tiny_model
-from fastddpm.export import open_backend
+from fastddpm.backends import make_backend
 from fastddpm.errors import UsageError
 from fastddpm.configs import SampleSettings
-from fastddpm.export.artifacts import find_export, sidecar_path
+from fastddpm.export.artifacts import find_export, open_backend, sidecar_path
 from fastddpm.model import checkpoint_sha256
 from fastddpm.backends.contract import UNetIO, parse_batch_profile
 from fastddpm.export.onnx_export import export_onnx
@@ -50,23 +50,46 @@ def test_metadata_round_trip(exported, tiny_model):
     assert sidecar["checkpoint_sha256"] == record.checkpoint_sha256 and sidecar["parity"] == record.parity
 
 
-def test_sampling_through_ort_equals_torch(exported, tiny_model):
+def _export_backends():
+    """ort always; openvino where it is installed (the dev extra installs it)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return ["ort", pytest.param("openvino", marks=pytest.mark.skip(reason="openvino is not installed"))]
+    return ["ort", "openvino"]
+
+
+@pytest.mark.parametrize("name", _export_backends())
+def test_export_backend_eps_within_the_parity_tolerance(exported, tiny_model, name):
+    out, _, record = exported
+    device = torch.device("cpu")
+    io = UNetIO(batch_min=1, batch_opt=8, batch_max=64)
+    inputs = io.random_inputs(7, torch.Generator().manual_seed(3))
+    args = [inputs[key] for key in io.input_names]
+    reference = open_backend("torch", tiny_model, device)(*args)
+    eps = open_backend(name, tiny_model, device, export_dir=out)(*args)
+    relative = float((eps - reference).norm() / reference.norm())
+    assert eps.shape == reference.shape and relative <= record.tolerance
+
+
+@pytest.mark.parametrize("name", _export_backends())
+def test_sampling_through_an_export_equals_torch(exported, tiny_model, name):
     out, _, _ = exported
     device = torch.device("cpu")
     schedule = NoiseSchedule(linear_betas())
     cond = torch.eye(24)[[1, 9, 22]]
     settings = SampleSettings("ddim", 4, guidance=2.0, batch_size=3)
     images = {
-        name: generate(
-            open_backend(name, tiny_model, device, export_dir=out),
+        backend: generate(
+            open_backend(backend, tiny_model, device, export_dir=out),
             schedule,
             cond,
             image_seeds(0, 3),
             settings,
         )
-        for name in ("torch", "ort")
+        for backend in ("torch", name)
     }
-    assert torch.allclose(images["torch"], images["ort"], atol=1e-3)
+    assert torch.allclose(images["torch"], images[name], atol=1e-3)
 
 
 def test_mismatched_exports_are_refused(exported, tmp_path):
@@ -75,7 +98,9 @@ def test_mismatched_exports_are_refused(exported, tmp_path):
     with pytest.raises(UsageError, match="no .onnx export"):
         find_export(out, other, ".onnx")
     with pytest.raises(UsageError, match="was exported from checkpoint"):
-        open_backend("ort", other, torch.device("cpu"), export_dir=path)
+        open_backend("ort", other, torch.device("cpu"), export_dir=path)  # the sidecar's record
+    with pytest.raises(UsageError, match="holds a graph exported from checkpoint"):
+        make_backend("ort", other, torch.device("cpu"), export_file=path)  # the graph's own record
 
 
 def test_batch_outside_the_profile(exported, tiny_model):

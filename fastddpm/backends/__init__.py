@@ -2,7 +2,7 @@
 
     eps = backend(x, t, cond)    x (B, 3, 64, 64) float32, t (B,) int64, cond (B, 24) float32 -> eps float32
 
-so torch eager, torch.compile, ONNX Runtime and TensorRT are interchangeable. Heavy imports stay inside each
+so torch eager, torch.compile, ONNX Runtime, OpenVINO and TensorRT are interchangeable. Heavy imports stay inside each
 backend's module, so importing fastddpm never needs onnxruntime or tensorrt."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Protocol
 import torch
 
 from fastddpm.backends.contract import UNetIO
+from fastddpm.choices import BackendName
 from fastddpm.errors import UsageError
 
-BACKENDS = ("torch", "compile", "ort", "trt")
+EXPORT_SUFFIX = {"ort": ".onnx", "openvino": ".onnx", "trt": ".plan"}  # backends that run an export
 
 
 class Backend(Protocol):
@@ -27,8 +28,7 @@ class Backend(Protocol):
 
 
 def check_backend(name: str) -> None:
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    BackendName.check(name, "--backend")
 
 
 def make_backend(
@@ -39,8 +39,8 @@ def make_backend(
     export_file: str | Path | None = None,
     io: UNetIO | None = None,
 ) -> Backend:
-    """Build a backend for the model in `model_dir`; ort / trt run `export_file` (made from it: export.open_backend
-    finds it), trt with its contract `io` from the engine's sidecar."""
+    """Build a backend for the model in `model_dir`; ort / openvino / trt run `export_file`, an export made from
+    it (trt also needs the engine's contract `io`). `fastddpm.export.open_backend` finds both in an export folder."""
     from fastddpm.model import checkpoint_sha256
 
     check_backend(name)
@@ -50,12 +50,18 @@ def make_backend(
 
         net, card = load_model(model_dir, device)
         return TorchBackend(EpsilonModel(net, card.diffusion), device, dtype, compile=name == "compile")
-    if export_file is None or (name == "trt" and io is None):
-        raise UsageError(f"--backend {name} runs an export: open it with fastddpm.export.open_backend")
+    if export_file is None:
+        raise UsageError(f"--backend {name} runs an export; none was given")
     if name == "ort":
         from fastddpm.backends.onnxruntime_backend import OrtBackend
 
         return OrtBackend(export_file, device, checkpoint_sha256(model_dir))
+    if name == "openvino":
+        from fastddpm.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(export_file, device)
     from fastddpm.backends.tensorrt_backend import TrtBackend
 
+    if io is None:
+        raise UsageError("--backend trt needs the engine's contract from its sidecar")
     return TrtBackend(export_file, device, io)

@@ -4,13 +4,14 @@ io-binding on torch CUDA tensors, so no host copies happen inside the sampling l
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fastddpm.errors import UsageError
 from fastddpm.backends.contract import UNetIO
+from fastddpm.errors import UsageError
 
 
 def open_session(path: str | Path, device: torch.device):
@@ -25,6 +26,10 @@ def open_session(path: str | Path, device: torch.device):
         providers = ["CPUExecutionProvider"]
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # Full graph fusion, one op at a time over every core this process may use (taskset is honoured).
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as err:  # noqa: BLE001 - a corrupt or foreign file: one clear message

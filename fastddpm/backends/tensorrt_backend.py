@@ -29,13 +29,14 @@ class TrtBackend:
     provider = "TensorRT"
 
     def __init__(self, path: str | Path, device: torch.device, io: UNetIO) -> None:
+        """`io`: the contract the engine was built for (its sidecar records it)."""
         trt = import_tensorrt()
         path = Path(path)
         if device.type != "cuda":
             raise UsageError("--backend trt runs on a CUDA device only")
         if not path.is_file():
             raise UsageError(f"TensorRT engine {str(path)!r} not found; run `fastddpm export --onnx --trt`")
-        self.io = io  # from the engine's sidecar (the engine itself does not record it)
+        self.io = io
         self.device = device
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:

@@ -56,7 +56,7 @@ def export(
     check_output_folder(out)
     batch = parse_batch_profile(batch_profile)
     if trt:
-        from fastddpm.export.tensorrt_build import import_tensorrt
+        from fastddpm.backends.tensorrt_backend import import_tensorrt
 
         import_tensorrt()  # fail before the ONNX work when TensorRT is missing
     from fastddpm.export.onnx_export import export_onnx

@@ -1,5 +1,5 @@
 """Export artifacts on disk: the hash that ties an export to its weights, file names, JSON sidecars, and finding
-the export of a model in a folder.
+the export of a model in a folder; `open_backend` builds a backend from that export.
 
     export/unet-<sha12>-<precision>.onnx  (+ .onnx.json)   one per checkpoint and precision
     export/unet-<sha12>-<precision>.plan  (+ .plan.json)   TensorRT engine built from that ONNX
@@ -13,7 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from fastddpm.atomic import file_sha256
+from fastddpm.backends import EXPORT_SUFFIX, Backend, check_backend, make_backend
+from fastddpm.backends.contract import UNetIO
 from fastddpm.errors import UsageError
 from fastddpm.model import checkpoint_sha256
 
@@ -90,3 +94,20 @@ def find_export(export: str | Path, model_dir: str | Path, suffix: str) -> Path:
             "name one with --export-dir FILE"
         )
     return matches[0][0]
+
+
+def open_backend(
+    name: str,
+    model_dir: str | Path,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    export_dir: str | Path = "export",
+) -> Backend:
+    """The backend `name` for `model_dir`: torch / compile from the checkpoint, the others from its export
+    found in `export_dir` (a folder or the file itself)."""
+    check_backend(name)
+    if name not in EXPORT_SUFFIX:
+        return make_backend(name, model_dir, device, dtype)
+    path = find_export(export_dir, model_dir, EXPORT_SUFFIX[name])
+    io = UNetIO(**read_sidecar(path)["io"]) if name == "trt" else None
+    return make_backend(name, model_dir, device, dtype, path, io)

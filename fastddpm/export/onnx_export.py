@@ -19,10 +19,10 @@ from fastddpm.atomic import file_sha256
 from fastddpm.export.artifacts import export_stem, sidecar_path
 from fastddpm.backends.contract import UNetIO
 from fastddpm.backends.onnxruntime_backend import open_session, run_session, session_contract
+from fastddpm.choices import Precision
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_model
 from fastddpm.runtime import DTYPES, resolve_device
 
-PRECISIONS = tuple(DTYPES)  # fp32, bf16, fp16
 # Relative error ||onnx - torch_fp32|| / ||torch_fp32|| an export may show, per precision of the exported graph.
 PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 3e-2, "bf16": 8e-2}
 PARITY_BATCHES = (1, 7, 32)
@@ -114,8 +114,7 @@ def export_onnx(
     device: str = "auto",  # where ONNX Runtime runs the parity and sanity checks
 ) -> tuple[Path, ExportRecord]:
     """Export, check and write export/unet-<sha12>-<precision>.onnx with its sidecar; returns both."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    Precision.check(precision, "--precision")
     check_device = resolve_device(device)
     start = time.perf_counter()
     net, card = load_model(model_dir)
