@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from conftest import COURSE
 from fastddpm.cli import app
 
+pytestmark = pytest.mark.slow  # generated inputs for every command: minutes, not seconds
+
 runner = CliRunner()
 fresh = itertools.count()
 SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

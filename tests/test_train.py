@@ -149,6 +149,7 @@ def test_missing_or_foreign_data_dir(tmp_path):
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_ddp_with_two_gloo_ranks(tiny_data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
@@ -184,6 +185,7 @@ def test_resume_continues_in_the_folder_given_even_when_copied(tiny_data, tmp_pa
     assert json.loads((copy / "config.json").read_text())["out"] == str(copy)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_143_within_seconds(tiny_data, tmp_path):
     import signal
     import time
