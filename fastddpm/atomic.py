@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastddpm.errors import UsageError
-from fastddpm.folders import disk_errors, probe_writable
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from fastddpm.folders import UMASK, disk_errors, probe_writable
 
 
 def file_sha256(path: str | Path) -> str:
@@ -54,7 +50,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         with disk_errors(path):
             yield Path(tmp)

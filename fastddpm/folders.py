@@ -17,6 +17,8 @@ from fastddpm.errors import UsageError
 
 QUOTE_LIMIT = 80
 PARTIAL_TAG = ".partial-"
+UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
+os.umask(UMASK)
 _DISK_ERRORS = {
     errno.ENOSPC: "the disk is full",
     errno.EROFS: "read-only file system",
@@ -112,7 +114,7 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     try:
         with disk_errors(folder):
             yield stage
-            os.chmod(stage, 0o777 & ~_umask())
+            os.chmod(stage, 0o777 & ~UMASK)
             old = None
             if folder.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{folder.name}{PARTIAL_TAG}old-", dir=folder.parent))
@@ -123,9 +125,3 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -17,7 +17,7 @@ from fastddpm.backends import Backend
 from fastddpm.export import open_backend
 from fastddpm.conditions import LabelList, multi_hot, validate_labels
 from fastddpm.configs import SampleSettings
-from fastddpm.data.reader import to_uint8
+from fastddpm.data.reader import to_model_range, to_uint8
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard, load_card
 from fastddpm.runtime import resolve_device, resolve_dtype
@@ -69,8 +69,6 @@ class Pipeline:
     ) -> SampleSettings:
         """The checked settings `fastddpm sample` would use: what is None comes from the model card and the
         sampler's defaults (a student: its own sampler and steps, guidance 1 only)."""
-        if steps is not None and steps < 1:
-            raise UsageError(f"--steps {steps} is out of range: give 1 or more steps")
         chosen, steps, guidance = model_defaults(self.card, sampler, steps, guidance)
         settings = SampleSettings(chosen, steps, eta, guidance, batch_size)
         check_settings(settings, self.schedule.num_timesteps)
@@ -140,4 +138,4 @@ def from_pil(images: Sequence[Image]) -> torch.Tensor:
     import numpy as np
 
     arrays = np.stack([np.asarray(image.convert("RGB")) for image in images])
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return to_model_range(torch.from_numpy(arrays).permute(0, 3, 1, 2))

@@ -33,11 +33,11 @@ def model_defaults(
             )
         sampler = sampler or student["sampler"]
         own = student["steps"] if sampler == student["sampler"] else sampler_spec(sampler).default_steps
-        return sampler, steps or own, 1.0
+        return sampler, own if steps is None else steps, 1.0
     sampler = sampler or SampleSettings.sampler
     return (
         sampler,
-        steps or sampler_spec(sampler).default_steps,
+        sampler_spec(sampler).default_steps if steps is None else steps,
         card.sampling.guidance if guidance is None else guidance,
     )
 
