@@ -116,6 +116,7 @@ def export_onnx(
     """Export, check and write export/unet-<sha12>-<precision>.onnx with its sidecar; returns both."""
     Precision.check(precision, "--precision")
     check_device = resolve_device(device)
+    _check_precision_runs(precision, check_device)
     start = time.perf_counter()
     net, card = load_model(model_dir)
     io = contract_for(card, batch)
@@ -143,6 +144,18 @@ def export_onnx(
         )
         atomic.write_json(sidecar_path(target), dataclasses.asdict(record))
     return target, record
+
+
+def _check_precision_runs(precision: str, device: torch.device) -> None:
+    """The parity check runs the export in ONNX Runtime; its CPU provider has no bf16 kernels (Gemm, Conv)."""
+    import onnxruntime
+
+    cuda = device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if precision == "bf16" and not cuda:
+        raise UsageError(
+            "--precision bf16: ONNX Runtime's CPU provider has no bf16 kernels, so the export cannot be checked "
+            "here; choose fp16 or fp32, or export with --device cuda where onnxruntime-gpu is installed"
+        )
 
 
 def _write_onnx(module: nn.Module, io: UNetIO, path: Path, meta: dict) -> None:

@@ -1,0 +1,87 @@
+"""`gpu_campaign.py --collect FOLDER`: check what a GPU run brought back (every sha256), file it under
+bench/results/gpu/STAMP/, reassemble the trained model into checkpoints/gpu-candidate/, print the summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from campaign.summary import markdown
+
+from fastddpm.atomic import file_sha256
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results" / "gpu"
+CANDIDATE = ROOT / "checkpoints" / "gpu-candidate"
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def checked_files(folder: Path, record: dict) -> str | None:
+    """None when every file campaign.json lists is there with its size and sha256; else what is wrong."""
+    for entry in record["files"]:
+        path = folder / entry["name"]
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
+            return f"{path} does not match the size and sha256 that campaign.json records"
+    return None
+
+
+def model_parts(record: dict) -> dict | None:
+    for entry in record["stages"]:
+        if entry["stage"].endswith("train"):
+            return entry["result"].get("parts")
+    return None
+
+
+def collect(folder: Path, results: Path = RESULTS, candidate: Path = CANDIDATE) -> int:
+    path = folder / "campaign.json"
+    if not path.is_file():
+        return fail(
+            f"{folder} has no campaign.json: give the folder a GPU run of bench/gpu_campaign.py wrote"
+        )
+    record = json.loads(path.read_text())
+    problem = checked_files(folder, record)
+    if problem:
+        return fail(problem)
+    dest = results / record["started_utc"]
+    parts = model_parts(record)
+    if dest.exists():
+        return fail(f"{dest} exists: this run was collected already")
+    if parts and candidate.exists():
+        return fail(f"{candidate} exists: move it away first (it holds another campaign's model)")
+    results.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=results) as staging:
+        stage = Path(staging) / "run"
+        stage.mkdir()
+        shutil.copy(path, stage / "campaign.json")
+        with tarfile.open(folder / "results.tar") as tar:
+            tar.extractall(stage, filter="data")
+        (stage / "SUMMARY.md").write_text(markdown(record))
+        if parts:
+            extract_model(folder, parts, Path(staging), candidate)
+        stage.rename(dest)
+    print(markdown(record))
+    print(f"filed in {dest}" + (f"; model in {candidate}" if parts else ""))
+    return 0
+
+
+def extract_model(folder: Path, parts: dict, staging: Path, candidate: Path) -> None:
+    whole = staging / "model.tar"
+    with whole.open("wb") as sink:
+        for part in parts["files"]:
+            sink.write((folder / part["name"]).read_bytes())
+    if file_sha256(whole) != parts["tar_sha256"]:
+        raise SystemExit(fail("the model parts do not reassemble into the model.tar the GPU machine wrote"))
+    with tarfile.open(whole) as tar:
+        tar.extractall(staging, filter="data")
+    candidate.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staging / "model", candidate)
