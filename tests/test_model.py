@@ -74,6 +74,46 @@ def test_v_prediction_converts_to_eps():
     assert torch.allclose(EpsilonModel(Oracle(), diffusion)(x_t, t, None), noise, atol=1e-5)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_a_perfect_network_meets_its_training_target_and_gives_the_noise(prediction):
+    diffusion = DiffusionConfig(prediction=prediction, skip_data_std=None)
+    schedule = NoiseSchedule.from_config(diffusion)
+    x0, noise, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), torch.tensor([100, 700])
+    x_t = schedule.add_noise(x0, noise, t)
+    perfect = noise if prediction == "epsilon" else schedule.velocity(x0, noise, t)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, t, cond):
+            return perfect
+
+    model = EpsilonModel(Oracle(), diffusion)
+    assert torch.equal(model.training_output(x_t, t, None), perfect)
+    assert torch.equal(model.training_target(schedule, x0, noise, t), perfect)
+    assert torch.allclose(model(x_t, t, None), noise, atol=1e-5)
+
+
+def test_min_snr_weight_is_the_same_x0_space_weight_in_both_parameterisations():
+    """For one wrong guess of eps, its eps-space error weighted as an eps model, its v-space error weighted as a
+    v model, and min(SNR, gamma) times its x_0 error are one number."""
+    schedule = NoiseSchedule.from_config(DiffusionConfig())
+    g = torch.Generator().manual_seed(0)
+    x0, noise, guess = (torch.randn(3, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    t = torch.tensor([50, 400, 900])
+    a = schedule.alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    x0_guess = (x_t - (1 - a).sqrt() * guess) / a.sqrt()
+    v, v_guess = (a.sqrt() * e - (1 - a).sqrt() * x for e, x in ((noise, x0), (guess, x0_guess)))
+    snr = (a / (1 - a)).flatten()
+    per_image = {  # squared error of each parameterisation, per image
+        "epsilon": (guess - noise).pow(2).mean(dim=(1, 2, 3)),
+        "v": (v_guess - v).pow(2).mean(dim=(1, 2, 3)),
+    }
+    x0_space = snr.clamp(max=5.0) * (x0_guess - x0).pow(2).mean(dim=(1, 2, 3))
+    for prediction, error in per_image.items():
+        weight = EpsilonModel(Zero(), DiffusionConfig(prediction=prediction)).min_snr_weight(snr, 5.0)
+        assert torch.allclose(weight * error, x0_space, rtol=1e-9), prediction
+
+
 def test_save_load_round_trip_and_bad_files(tmp_path):
     folder = make_tiny_model(tmp_path / "m")
     net, card = load_model(folder)

@@ -137,14 +137,14 @@ def train_step(run: Run) -> torch.Tensor:
         images = random_hflip(images, run.generator)
     with autocast(run.device, amp_dtype(config, run.device)):
         loss = diffusion_loss(
-            run.model,
+            run.eps_model,
             run.schedule,
             to_model_range(images),
             run.labels[index],
-            prediction=config.diffusion.prediction,
             cond_drop=config.cond_drop,
             min_snr_gamma=config.min_snr_gamma,
             generator=run.generator,
+            forward=run.model,
         )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
