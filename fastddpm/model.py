@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fastddpm import atomic
+from fastddpm.card import OPTIONAL, ModelInfo, read_file, read_section
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.configs import DiffusionConfig, ModelConfig, SamplingDefaults
 from fastddpm.errors import UsageError
@@ -181,26 +182,23 @@ def count_parameters(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Everything config.json beside a model's weights says about it."""
+    """Everything config.json beside a model's weights says about it (read and checked by card.read_section)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    info: dict = field(default_factory=dict)  # how it was made: data, steps, wall time, ...
-    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    model: ModelConfig
+    diffusion: DiffusionConfig
+    info: ModelInfo = field(default_factory=ModelInfo, metadata=OPTIONAL)  # how it was made: data, steps, ...
+    # a card may predate this section: it then samples with the project's defaults
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults, metadata=OPTIONAL)
 
     def to_json(self) -> str:
         sections = {"model": self.model, "diffusion": self.diffusion, "sampling": self.sampling}
-        return json.dumps({**{k: asdict(v) for k, v in sections.items()}, "info": self.info}, indent=2)
+        return json.dumps(
+            {**{k: asdict(v) for k, v in sections.items()}, "info": self.info.to_dict()}, indent=2
+        )
 
     @staticmethod
     def from_json(text: str) -> ModelCard:
-        data = json.loads(text)
-        return ModelCard(
-            ModelConfig(**data["model"]),
-            DiffusionConfig(**data["diffusion"]),
-            data.get("info", {}),
-            SamplingDefaults(**data.get("sampling", {})),  # cards written before it existed: the defaults
-        )
+        return read_section(ModelCard, json.loads(text), "")
 
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
@@ -235,10 +233,7 @@ def _model_files(folder: str | Path) -> tuple[Path, Path]:
 def load_card(folder: str | Path) -> ModelCard:
     """The config.json of a model folder (or of the folder holding a model.safetensors)."""
     _, config = _model_files(folder)
-    try:
-        return ModelCard.from_json(config.read_text())
-    except (json.JSONDecodeError, KeyError, TypeError, UsageError) as err:
-        raise UsageError(f"{config} is not a fastddpm model config ({type(err).__name__}: {err})") from None
+    return read_file(ModelCard, config, "fastddpm model config")
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ConditionalUNet, ModelCard]:

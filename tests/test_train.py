@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,18 @@ def test_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     assert (tmp_path / "split" / "model" / "model.safetensors").is_file()
     meta = json.loads((tmp_path / "split" / "model" / "config.json").read_text())
     assert meta["info"]["steps"] == 6 and meta["info"]["render"]["seed"] == 5
+
+
+def test_a_broken_render_manifest_is_refused_before_training(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    manifest = json.loads((data / "render.json").read_text())
+    (data / "render.json").write_text(json.dumps({**manifest, "max_objects": "three"}))
+    with pytest.raises(UsageError) as refused:
+        train(tiny_config(data, tmp_path / "run"), max_steps=1)
+    assert str(refused.value) == (
+        f"{data / 'render.json'} is not a fastddpm render manifest: max_objects is 'three', not an integer or null"
+    )
+    assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
 
 
 def test_random_hflip_mirrors_about_half_the_images_and_keeps_the_others():

@@ -21,6 +21,7 @@ from fastddpm.training.checkpoint import (
     restore_training_state,
     save_training_state,
 )
+from fastddpm.card import RenderInfo
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
@@ -51,6 +52,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # batches, timesteps, noise and condition dropout
     schedule: NoiseSchedule
+    render: RenderInfo | None  # the data set's render.json, for the model card
     counters: TrainCounters
     total_steps: int  # the LR schedule's length in steps
     quick_eval: QuickEval | None
@@ -125,6 +127,7 @@ def load_run_config(out: Path, config: TrainConfig) -> TrainConfig:
 def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int, world: int) -> Run:
     """Data, network, EMA, optimiser and generator, restored from the checkpoint on --resume."""
     out = Path(config.out)
+    render = RenderInfo.read(Path(config.data) / "render.json")  # checked before the data is decoded
     # Data: rank 0 builds the decode cache once; the others wait for it.
     if rank == 0:
         data = load_dataset(config.data)
@@ -168,6 +171,7 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
         optimizer=optimizer,
         generator=generator,
         schedule=NoiseSchedule.from_config(config.diffusion).to(device),
+        render=render,
         counters=counters,
         total_steps=max(1, math.ceil(config.epochs * len(data.names) / (config.batch_size * world))),
         quick_eval=_quick_eval(config, device) if rank == 0 and config.eval_minutes > 0 else None,
