@@ -124,7 +124,7 @@ def parse_args() -> argparse.Namespace:
             check_settings(settings, args.card.diffusion.timesteps)
     except UsageError as error:
         parser.error(str(error))
-    if args.card.info.get("student"):
+    if args.card.info.student:
         parser.error(f"--model {str(args.checkpoint)!r} is a distilled student: its guidance is folded in")
     return args
 

@@ -23,11 +23,11 @@ from common import save  # noqa: E402
 from fastddpm.training.loss import diffusion_loss  # noqa: E402
 from fastddpm.choices import Conditioning  # noqa: E402
 from fastddpm.configs import DiffusionConfig, ModelConfig  # noqa: E402
-from fastddpm.model import ConditionalUNet, count_parameters  # noqa: E402
+from fastddpm.model import ConditionalUNet, EpsilonModel, TrainingForm, count_parameters  # noqa: E402
 from fastddpm.runtime import device_name, timed_call  # noqa: E402
 from fastddpm.schedule import NoiseSchedule, linear_betas  # noqa: E402
 from fastddpm.training.loop import ema_update  # noqa: E402
-from fastddpm.training.setup import default_batch_size, training_module  # noqa: E402
+from fastddpm.training.setup import default_batch_size  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +47,9 @@ def main() -> None:
     config = ModelConfig(conditioning=args.conditioning)
     net = (CourseUNet() if args.baseline else ConditionalUNet(config)).to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
-    trained = net if args.baseline else training_module(net, DiffusionConfig()).to(device)  # as the trainer
+    # as the trainer; the course's baseline predicts plain eps (no skip)
+    eps_model = EpsilonModel(net, DiffusionConfig(skip_data_std=None) if args.baseline else DiffusionConfig())
+    trained = TrainingForm(eps_model.to(device))
     model = torch.compile(trained) if args.compile else trained
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=cuda)
     schedule = NoiseSchedule(linear_betas()).to(device)
@@ -57,7 +59,8 @@ def main() -> None:
     def step() -> None:
         index = torch.randint(0, 4096, (args.batch_size,), device=device)
         with torch.autocast(device.type, torch.bfloat16, enabled=args.amp == "bf16"):
-            loss = diffusion_loss(model, schedule, images[index].float() / 127.5 - 1, labels[index])
+            x0 = images[index].float() / 127.5 - 1
+            loss = diffusion_loss(eps_model, schedule, x0, labels[index], forward=model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -68,6 +68,8 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         Schedule.check(self.schedule, "schedule")
         Prediction.check(self.prediction, "prediction")
+        if self.timesteps < 1:
+            raise UsageError(f"timesteps {self.timesteps} is out of range: at least 1")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fastddpm import atomic
+from fastddpm.card import OPTIONAL, ModelInfo, read_file, read_section
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.configs import DiffusionConfig, ModelConfig, SamplingDefaults
 from fastddpm.errors import UsageError
@@ -118,9 +119,11 @@ class ConditionalUNet(nn.Module):
 
 
 class EpsilonModel(nn.Module):
-    """The network as samplers, exports and the epsilon loss see it: always returns eps. With epsilon
-    prediction it adds the linear skip c(t) (x_t - sqrt(a_t) mean) (see DiffusionConfig); a v-prediction is
-    converted with the schedule held as a buffer (eps = sqrt(a_t) v + sqrt(1 - a_t) x_t)."""
+    """The network with its parameterisation (DiffusionConfig.prediction), which nothing else branches on.
+    forward is what samplers and exports see: always eps. With epsilon prediction it adds the linear skip
+    c(t) (x_t - sqrt(a_t) mean) (see DiffusionConfig); a v-prediction is converted with the schedule held as a
+    buffer (eps = sqrt(a_t) v + sqrt(1 - a_t) x_t). Training compares training_output with training_target,
+    weighted by min_snr_weight."""
 
     def __init__(self, net: ConditionalUNet, diffusion: DiffusionConfig) -> None:
         super().__init__()
@@ -132,7 +135,9 @@ class EpsilonModel(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        out = self.net(x, t, cond)
+        return self._eps(self.net(x, t, cond), x, t)
+
+    def _eps(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = self.alphas_cumprod[t.long()].view(-1, 1, 1, 1)
         if self.v_prediction:
             return a.sqrt() * out + (1 - a).sqrt() * x
@@ -141,6 +146,35 @@ class EpsilonModel(nn.Module):
         c = (1 - a).sqrt() / (a * self.skip_std**2 + 1 - a)  # (B, 1, 1, 1) Wiener gain, float32
         return out + c * (x - a.sqrt() * self.skip_mean)
 
+    def training_output(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """What the loss regresses: eps (the skip added), or the network's own v for v-prediction."""
+        out = self.net(x, t, cond)
+        return out if self.v_prediction else self._eps(out, x, t)
+
+    def training_target(
+        self, schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """The value training_output should take at x_t = schedule.add_noise(x0, noise, t), computed with the
+        loss's schedule (its alpha-bars as computed on the training device)."""
+        return schedule.velocity(x0, noise, t) if self.v_prediction else noise
+
+    def min_snr_weight(self, snr: torch.Tensor, gamma: float) -> torch.Tensor:
+        """Min-SNR-gamma (Hang et al. 2023): the x_0-space weight min(SNR, gamma) in this parameterisation's
+        loss, min(SNR, gamma) / SNR for eps and min(SNR, gamma) / (SNR + 1) for v."""
+        return snr.clamp(max=gamma) / (snr + 1 if self.v_prediction else snr)
+
+
+class TrainingForm(nn.Module):
+    """A model whose forward is its training_output: the module DistributedDataParallel and torch.compile wrap
+    (DDP synchronises gradients only through forward)."""
+
+    def __init__(self, model: EpsilonModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.model.training_output(x, t, cond)
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -148,26 +182,23 @@ def count_parameters(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Everything config.json beside a model's weights says about it."""
+    """Everything config.json beside a model's weights says about it (read and checked by card.read_section)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    info: dict = field(default_factory=dict)  # how it was made: data, steps, wall time, ...
-    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    model: ModelConfig
+    diffusion: DiffusionConfig
+    info: ModelInfo = field(default_factory=ModelInfo, metadata=OPTIONAL)  # how it was made: data, steps, ...
+    # a card may predate this section: it then samples with the project's defaults
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults, metadata=OPTIONAL)
 
     def to_json(self) -> str:
         sections = {"model": self.model, "diffusion": self.diffusion, "sampling": self.sampling}
-        return json.dumps({**{k: asdict(v) for k, v in sections.items()}, "info": self.info}, indent=2)
+        return json.dumps(
+            {**{k: asdict(v) for k, v in sections.items()}, "info": self.info.to_dict()}, indent=2
+        )
 
     @staticmethod
     def from_json(text: str) -> ModelCard:
-        data = json.loads(text)
-        return ModelCard(
-            ModelConfig(**data["model"]),
-            DiffusionConfig(**data["diffusion"]),
-            data.get("info", {}),
-            SamplingDefaults(**data.get("sampling", {})),  # cards written before it existed: the defaults
-        )
+        return read_section(ModelCard, json.loads(text), "")
 
 
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
@@ -202,10 +233,7 @@ def _model_files(folder: str | Path) -> tuple[Path, Path]:
 def load_card(folder: str | Path) -> ModelCard:
     """The config.json of a model folder (or of the folder holding a model.safetensors)."""
     _, config = _model_files(folder)
-    try:
-        return ModelCard.from_json(config.read_text())
-    except (json.JSONDecodeError, KeyError, TypeError, UsageError) as err:
-        raise UsageError(f"{config} is not a fastddpm model config ({type(err).__name__}: {err})") from None
+    return read_file(ModelCard, config, "fastddpm model config")
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ConditionalUNet, ModelCard]:

@@ -34,18 +34,17 @@ def tiny_data(tmp_path_factory) -> Path:
 def make_tiny_model(
     folder: Path, seed: int = 0, render_seed: int | None = 5, conditioning: str = "multihot"
 ) -> Path:
-    from fastddpm.configs import ModelConfig
+    from fastddpm.card import ModelInfo, RenderInfo
+    from fastddpm.configs import DiffusionConfig, ModelConfig
     from fastddpm.model import ConditionalUNet, ModelCard, save_model
 
     torch.manual_seed(seed)
     config = ModelConfig(**TINY_MODEL, conditioning=conditioning)
     net = ConditionalUNet(config)
-    info = (
-        {"render": {"seed": render_seed, "max_objects": 3, "labels_sha256": None, "device": "cpu"}}
-        if render_seed is not None
-        else {}
+    render = RenderInfo(render_seed, 3, None, "cpu") if render_seed is not None else None
+    save_model(
+        folder, net, ModelCard(config, DiffusionConfig(), ModelInfo(render=render)), dtype=torch.float32
     )
-    save_model(folder, net, ModelCard(config, info=info), dtype=torch.float32)
     return folder
 
 

@@ -116,8 +116,8 @@ def test_the_student_is_an_ordinary_model_folder(tiny_data, tmp_path):
     )
     assert result.exit_code == 0, result.output
     student = out / "model"
-    info = load_card(student).info["student"]
-    assert info["steps"] == 1 and info["guidance_folded"] == 3.0 and len(info["teacher_sha256"]) == 64
+    info = load_card(student).info.student
+    assert info.steps == 1 and info.guidance_folded == 3.0 and len(info.teacher_sha256) == 64
     samples = tmp_path / "samples"
     result = runner.invoke(
         app, ["sample", "--labels", "red sphere", "--model", str(student), "--out", str(samples)]
@@ -168,4 +168,4 @@ def test_a_student_distills_further_without_folding_again(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     start = json.loads((tmp_path / "second" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["stages"] == [1]  # one halving from the folded student's 2 steps, no second folding
-    assert load_card(tmp_path / "second" / "model").info["student"]["guidance_folded"] == 2.0
+    assert load_card(tmp_path / "second" / "model").info.student.guidance_folded == 2.0

@@ -1,5 +1,7 @@
 """fastddpm.Pipeline: the README's calls, output types, the CLI's pixels, and ValueError for bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import fastddpm
+from fastddpm.card import StudentInfo
 from fastddpm.cli import app
 from fastddpm.model import ModelCard, load_model, save_model
 
@@ -87,7 +90,7 @@ def test_unknown_backend_is_a_value_error(tiny_model):
 
 def test_student_refuses_guidance_and_samples_its_own_steps(tiny_model, tmp_path):
     net, card = load_model(tiny_model, torch.device("cpu"))
-    info = {**card.info, "student": {"sampler": "ddim", "steps": 2, "guidance_folded": 2.0}}
+    info = dataclasses.replace(card.info, student=StudentInfo(sampler="ddim", steps=2, guidance_folded=2.0))
     card = ModelCard(card.model, card.diffusion, info, card.sampling)
     save_model(tmp_path / "student", net, card, dtype=torch.float32)
     student = fastddpm.Pipeline.from_pretrained(tmp_path / "student", device="cpu")

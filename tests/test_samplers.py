@@ -6,7 +6,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from fastddpm.configs import DiffusionConfig, SampleSettings
 from fastddpm.sampling.batch import generate, image_seeds
-from fastddpm.sampling.samplers import guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
+from fastddpm.sampling.samplers import ddim_step, guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
 from fastddpm.schedule import NoiseSchedule, cosine_betas, linear_betas
 
 
@@ -51,6 +51,22 @@ def test_ddim_equals_diffusers(inputs, schedule, steps):
     expected = diffusers_loop(ref, steps, x.clone(), cond)
     got = sample_ddim(dummy_eps, ours, x.clone(), cond, timesteps=ours.timesteps(steps, "trailing"))
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_ddim_step_with_per_row_alphas_is_the_samplers_step(inputs):
+    """Distillation's teacher steps each row from its own timestep: row by row, that is sample_ddim's walk."""
+    x, cond = inputs
+    schedule = NoiseSchedule(linear_betas())
+    grids = [[999, 499], [300, 100]]  # one two-step walk per row, each ending at alpha-bar 1
+    alphas = torch.tensor([[schedule.alphas_cumprod[t].item() for t in grid] + [1.0] for grid in grids])
+    z = x
+    for k in range(2):
+        t = torch.tensor([grid[k] for grid in grids])
+        a = [alphas[:, k + j].view(-1, 1, 1, 1) for j in (0, 1)]
+        z = ddim_step(z, dummy_eps(z, t, cond), *a)
+    for row, grid in enumerate(grids):
+        walked = sample_ddim(dummy_eps, schedule, x[row : row + 1], cond[row : row + 1], timesteps=grid)
+        assert torch.allclose(z[row : row + 1], walked, atol=1e-5)
 
 
 def test_ddim_with_eta_equals_diffusers(inputs):

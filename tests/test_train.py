@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from conftest import TINY_MODEL
 from fastddpm.training.checkpoint import CHECKPOINT_NAME
 from fastddpm.errors import UsageError
 from fastddpm.training.loss import diffusion_loss, drop_conditions
-from fastddpm.configs import ModelConfig, TrainConfig
-from fastddpm.model import ConditionalUNet
+from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
+from fastddpm.model import ConditionalUNet, EpsilonModel
 from fastddpm.schedule import NoiseSchedule, linear_betas
 from fastddpm.training.loop import ema_update, random_hflip, train
 
@@ -53,8 +54,10 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
     cond = torch.eye(24)[:4]
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
 
+    model = EpsilonModel(net, DiffusionConfig())
+
     def loss() -> torch.Tensor:  # same t, noise and dropout every call
-        return diffusion_loss(net, schedule, x0, cond, generator=torch.Generator().manual_seed(1))
+        return diffusion_loss(model, schedule, x0, cond, generator=torch.Generator().manual_seed(1))
 
     first = loss().item()
     for _ in range(15):
@@ -62,6 +65,46 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
         loss().backward()
         optimizer.step()
     assert loss().item() < 0.8 * first
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("gamma", [5.0, None])
+def test_the_loss_is_the_min_snr_weighted_error_in_the_models_parameterisation(prediction, gamma):
+    """On a fixed batch, the loss equals the formula written out here: the network's raw v against
+    sqrt(a) eps - sqrt(1 - a) x0 weighted min(SNR, 5) / (SNR + 1), or its eps with the skip against the noise
+    weighted min(SNR, 5) / SNR; the draws (t, noise, then condition dropout) come from the same generator."""
+    torch.manual_seed(0)
+    net = ConditionalUNet(ModelConfig(**TINY_MODEL))
+    diffusion = DiffusionConfig(prediction=prediction, skip_data_std=0.3, skip_data_mean=0.1)
+    schedule = NoiseSchedule.from_config(diffusion)
+    x0, cond = torch.rand(6, 3, 64, 64) * 2 - 1, torch.eye(24)[:6]
+    with torch.no_grad():
+        got = diffusion_loss(
+            EpsilonModel(net, diffusion),
+            schedule,
+            x0,
+            cond,
+            cond_drop=0.5,
+            min_snr_gamma=gamma,
+            generator=torch.Generator().manual_seed(7),
+        )
+        g = torch.Generator().manual_seed(7)
+        t = torch.randint(0, 1000, (6,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        keep = torch.rand(6, 1, generator=g) >= 0.5
+        a = schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        out = net(x_t, t, cond * keep)
+        snr = (a / (1 - a)).flatten()
+        if prediction == "v":
+            error, weight = out - (a.sqrt() * noise - (1 - a).sqrt() * x0), snr.clamp(max=5.0) / (snr + 1)
+        else:
+            skip = (1 - a).sqrt() / (a * 0.3**2 + 1 - a) * (x_t - a.sqrt() * 0.1)
+            error, weight = out + skip - noise, snr.clamp(max=5.0) / snr
+        per_image = error.pow(2).mean(dim=(1, 2, 3))
+        expected = (per_image if gamma is None else weight * per_image).mean()
+    assert 0 < keep.sum() < 6  # both the conditional and the dropped rows are in the batch
+    assert torch.allclose(got, expected, rtol=1e-6, atol=0), (got, expected)
 
 
 def test_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
@@ -79,6 +122,18 @@ def test_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
     assert (tmp_path / "split" / "model" / "model.safetensors").is_file()
     meta = json.loads((tmp_path / "split" / "model" / "config.json").read_text())
     assert meta["info"]["steps"] == 6 and meta["info"]["render"]["seed"] == 5
+
+
+def test_a_broken_render_manifest_is_refused_before_training(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    manifest = json.loads((data / "render.json").read_text())
+    (data / "render.json").write_text(json.dumps({**manifest, "max_objects": "three"}))
+    with pytest.raises(UsageError) as refused:
+        train(tiny_config(data, tmp_path / "run"), max_steps=1)
+    assert str(refused.value) == (
+        f"{data / 'render.json'} is not a fastddpm render manifest: max_objects is 'three', not an integer or null"
+    )
+    assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
 
 
 def test_random_hflip_mirrors_about_half_the_images_and_keeps_the_others():

@@ -101,12 +101,12 @@ def resolve_splits(
         return {n: read_test_labels(data / f"{n}.json") for n in ("test", "new_test")}
     from fastddpm.data import synth
 
-    render = load_card(model_dir).info.get("render") or {}
-    if "seed" not in render or render.get("labels_sha256"):
+    render = load_card(model_dir).info.render
+    if render is None or render.seed is None or render.labels_sha256:
         raise UsageError(
             f"{model_dir}'s card names no rendered data set; pass --labels-file FILE (repeatable) or --data DIR"
         )
-    test, new_test = synth.test_splits(int(render["seed"]))
+    test, new_test = synth.test_splits(render.seed)
     return {"test": test, "new_test": new_test}
 
 

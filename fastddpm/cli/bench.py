@@ -81,7 +81,7 @@ def bench(
     model_dir = model or default_model_dir()
     card = load_card(model_dir)
     _, own_steps, guidance = model_defaults(card, "ddim", None, guidance)
-    student = card.info.get("student")
+    student = card.info.student
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),
         steps=int_tuple(steps, "--steps", minimum=1)

@@ -68,18 +68,18 @@ def distill(
 
     teacher = model or default_model_dir()
     card = load_card(teacher)
-    student = card.info.get("student")  # distilling a student further: its guidance is folded in already
-    if data is None and not card.info.get("data"):
+    student = card.info.student  # distilling a student further: its guidance is folded in already
+    if data is None and not card.info.data:
         raise UsageError(
             f"{teacher}'s card names no training set; pass --data DIR (the images to distill on)"
         )
     config = DistillConfig(
         model=str(teacher),
-        data=str(data) if data else card.info["data"],
+        data=str(data) if data else card.info.data,
         out=str(out),
         to_steps=to_steps,
-        from_steps=student["steps"] if student else from_steps,
-        guidance=student["guidance_folded"]
+        from_steps=student.steps if student else from_steps,
+        guidance=student.guidance_folded
         if student
         else (card.sampling.guidance if guidance is None else guidance),
         fold_guidance=student is None,

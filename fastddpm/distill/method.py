@@ -30,25 +30,20 @@ from torch import nn
 
 from fastddpm.configs import DistillConfig
 from fastddpm.model import EpsilonModel, load_model
-from fastddpm.sampling.samplers import guided
+from fastddpm.sampling.samplers import ddim_step, guided
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.training.loop import StopRequest, TrainResult
 
 STUDENTS = "students"
 
 
-def ddim_to(z: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_next: torch.Tensor) -> torch.Tensor:
-    """One deterministic DDIM step with per-row alpha-bars (B, 1, 1, 1), x_0 clipped as the sampler does."""
-    x0 = ((z - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
-    return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
-
-
 def halving_target(teacher, z, grid_index, grid, alphas, cond) -> torch.Tensor:
     """eps~ at (z, grid[i]) that makes one student DDIM step land on the teacher's two (module docstring).
-    grid: the teacher's timesteps (decreasing); alphas: their alpha-bars with 1.0 appended for the end."""
+    grid: the teacher's timesteps (decreasing); alphas: their alpha-bars with 1.0 appended for the end.
+    The teacher's steps are the sampler's own DDIM step, with per-row alpha-bars (B, 1, 1, 1)."""
     a = [alphas[grid_index + k].view(-1, 1, 1, 1) for k in range(3)]  # a_t, a_t', a_t''
-    z1 = ddim_to(z, teacher(z, grid[grid_index], cond), a[0], a[1])
-    z2 = ddim_to(z1, teacher(z1, grid[grid_index + 1], cond), a[1], a[2])
+    z1 = ddim_step(z, teacher(z, grid[grid_index], cond), a[0], a[1])
+    z2 = ddim_step(z1, teacher(z1, grid[grid_index + 1], cond), a[1], a[2])
     ratio = (a[2] / a[0]).sqrt()
     return (z2 - ratio * z) / ((1 - a[2]).sqrt() - ratio * (1 - a[0]).sqrt())
 

@@ -18,6 +18,7 @@ from fastddpm.training.checkpoint import (
     restore_training_state,
     save_training_state,
 )
+from fastddpm.card import StudentInfo
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.errors import UsageError
@@ -126,20 +127,18 @@ class DistillRun:
         from fastddpm.distill.method import stage_folder
 
         steps = stage.steps or self.config.from_steps  # the folded model samples at the first teacher's steps
-        info = {
-            **self.card.info,
-            "student": {
-                "steps": steps,
-                "sampler": "ddim",
-                "guidance_folded": self.config.guidance,
-                "teacher": self.config.model,
-                "teacher_sha256": self.teacher_sha256,
-                "stage": stage.index,
-                "weighting": self.config.weighting,
-                "optimisation_steps": self.stage_step,
-                "stage_seconds": round(self.stage_seconds, 1),
-            },
-        }
+        student = StudentInfo(
+            steps=steps,
+            sampler="ddim",
+            guidance_folded=self.config.guidance,
+            teacher=self.config.model,
+            teacher_sha256=self.teacher_sha256,
+            stage=stage.index,
+            weighting=self.config.weighting,
+            optimisation_steps=self.stage_step,
+            stage_seconds=round(self.stage_seconds, 1),
+        )
+        info = dataclasses.replace(self.card.info, student=student)
         card = ModelCard(self.card.model, self.card.diffusion, info)
         save_model(stage_folder(self.out, stage.steps), stage.student.net, card, dtype=torch.float32)
         quick = QuickEval(self.config.data, self.card.diffusion, self.device, steps, 1.0, None)

@@ -24,15 +24,15 @@ def model_defaults(
     """(sampler, steps, guidance) for a model, filling what the user left out. A distilled student (its card says
     so) samples DDIM at its own step count with guidance 1, and refuses any other scale (it has one folded in);
     other models take DDIM, the sampler's default step count and the guidance their card names (card.sampling)."""
-    student = card.info.get("student")
+    student = card.info.student
     if student:
         if guidance not in (None, 1.0):
             raise UsageError(
-                f"--guidance {guidance}: this student has guidance {student['guidance_folded']} folded in; "
+                f"--guidance {guidance}: this student has guidance {student.guidance_folded} folded in; "
                 "sample it with --guidance 1 (the default for students)"
             )
-        sampler = sampler or student["sampler"]
-        own = student["steps"] if sampler == student["sampler"] else sampler_spec(sampler).default_steps
+        sampler = sampler or student.sampler
+        own = student.steps if sampler == student.sampler else sampler_spec(sampler).default_steps
         return sampler, own if steps is None else steps, 1.0
     sampler = sampler or SampleSettings.sampler
     return (

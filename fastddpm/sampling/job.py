@@ -88,8 +88,8 @@ class SampleJob:
 def objects_warning(job: SampleJob) -> str | None:
     """A note when a condition names more objects than the model's training scenes held (drawn anyway: the
     model may still place them, but nothing trained it to)."""
-    render = load_card(job.model_dir).info.get("render") or {}
-    trained = int(render.get("max_objects", ICLEVR_MAX_OBJECTS))
+    render = load_card(job.model_dir).info.render
+    trained = render.max_objects if render and render.max_objects else ICLEVR_MAX_OBJECTS
     most = max(len(labels) for labels in [*job.labels, job.trajectory_labels or []])
     if most <= trained:
         return None

@@ -55,9 +55,29 @@ def _timestep(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
 
 
-def _predict_x0(x: torch.Tensor, eps: torch.Tensor, a_t: float, clip: bool) -> torch.Tensor:
-    x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+Alpha = float | torch.Tensor  # one alpha-bar for the whole batch, or one per row (B, 1, 1, 1)
+
+
+def _sqrt(a: Alpha) -> Alpha:
+    """Python floats in double precision, as the samplers precompute their scalars; tensors in their dtype."""
+    return a.sqrt() if isinstance(a, torch.Tensor) else math.sqrt(a)
+
+
+def _predict_x0(x: torch.Tensor, eps: torch.Tensor, a_t: Alpha, clip: bool) -> torch.Tensor:
+    x0 = (x - _sqrt(1 - a_t) * eps) / _sqrt(a_t)
     return x0.clamp(-1, 1) if clip else x0
+
+
+def ddim_step(
+    x: torch.Tensor, eps: torch.Tensor, a_t: Alpha, a_next: Alpha, sigma: float = 0.0, noise=None
+) -> torch.Tensor:
+    """One DDIM step (eq. 12) from alpha-bar a_t to a_next: x_{t-1} = sqrt(a_next) x_0 + direction pointing to
+    x_t + sigma noise, with x_0 predicted from eps and clipped; sigma = 0 (and no noise) is deterministic."""
+    x0 = _predict_x0(x, eps, a_t, clip=True)
+    direction = 1 - a_next - sigma**2
+    direction = direction.clamp(min=0.0) if isinstance(direction, torch.Tensor) else max(direction, 0.0)
+    x = _sqrt(a_next) * x0 + _sqrt(direction) * eps
+    return x + sigma * noise if sigma > 0 else x
 
 
 def _steps(schedule: NoiseSchedule, timesteps: list[int]) -> list[tuple[int, float, float]]:
@@ -97,14 +117,9 @@ def sample_ddim(
     x = x_T
     for i, (t, a_t, a_prev) in enumerate(_steps(schedule, timesteps)):
         eps = eps_fn(x, _timestep(t, x), cond)
-        # 1. predicted x_0 (eq. 12, first term), clipped
-        x0 = _predict_x0(x, eps, a_t, clip=True)
-        # 2. sigma_t (eq. 16) interpolates between DDIM (eta 0) and DDPM (eta 1)
+        # sigma_t (eq. 16) interpolates between DDIM (eta 0) and DDPM (eta 1)
         sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
-        # 3. x_{t-1} = sqrt(a_prev) x_0 + direction pointing to x_t + random noise (eq. 12)
-        x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
-        if sigma > 0:
-            x = x + sigma * noise[i]
+        x = ddim_step(x, eps, a_t, a_prev, sigma, noise[i] if sigma > 0 else None)
         if callback:
             callback(i, x)
     return x

@@ -10,7 +10,6 @@ and DistributedDataParallel when launched by torchrun.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from fastddpm.card import ModelInfo
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import to_model_range
 from fastddpm.errors import UsageError
@@ -137,14 +137,14 @@ def train_step(run: Run) -> torch.Tensor:
         images = random_hflip(images, run.generator)
     with autocast(run.device, amp_dtype(config, run.device)):
         loss = diffusion_loss(
-            run.model,
+            run.eps_model,
             run.schedule,
             to_model_range(images),
             run.labels[index],
-            prediction=config.diffusion.prediction,
             cond_drop=config.cond_drop,
             min_snr_gamma=config.min_snr_gamma,
             generator=run.generator,
+            forward=run.model,
         )
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -225,20 +225,15 @@ def finish(run: Run, stopped_by: int | None) -> TrainResult:
     elif run.quick_eval:
         run.log(**run.quick_eval(run.ema or run.net))
     if run.rank == 0:
-        info = {
-            "data": run.config.data,
-            "steps": run.counters.step,
-            "images_seen": run.counters.images_seen,
-            "train_seconds": round(run.counters.train_seconds, 1),
-            "world_size": run.world,
-            "device": str(run.device),
-            "render": _render_manifest(run.config.data),
-            "parameters": count_parameters(run.net),
-        }
+        info = ModelInfo(
+            data=run.config.data,
+            steps=run.counters.step,
+            images_seen=run.counters.images_seen,
+            train_seconds=round(run.counters.train_seconds, 1),
+            world_size=run.world,
+            device=str(run.device),
+            render=run.render,
+            parameters=count_parameters(run.net),
+        )
         save_model(final, run.ema or run.net, ModelCard(run.config.model, run.config.diffusion, info))
     return TrainResult(final, run.counters.step, stopped_by)
-
-
-def _render_manifest(data: str) -> dict | None:
-    path = Path(data) / "render.json"
-    return json.loads(path.read_text()) if path.is_file() else None

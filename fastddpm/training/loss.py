@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastddpm.model import EpsilonModel
 from fastddpm.schedule import NoiseSchedule
 
 
@@ -18,24 +19,25 @@ def drop_conditions(
 
 
 def diffusion_loss(
-    model: nn.Module,
+    model: EpsilonModel,
     schedule: NoiseSchedule,
     x0: torch.Tensor,  # (B, 3, 64, 64) clean images in [-1, 1]
     cond: torch.Tensor,  # (B, 24) multi-hot
     *,
-    prediction: str = "epsilon",  # what the network predicts: epsilon | v
     cond_drop: float = 0.1,
     min_snr_gamma: float | None = 5.0,
     generator: torch.Generator | None = None,
+    forward: nn.Module | None = None,  # the model's TrainingForm as training runs it (DDP, compiled)
 ) -> torch.Tensor:
+    """The loss of `model` in its own parameterisation (EpsilonModel.training_output against training_target)."""
     t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), device=x0.device, generator=generator)
     noise = torch.randn(x0.shape, device=x0.device, generator=generator)
     x_t = schedule.add_noise(x0, noise, t)
-    target = noise if prediction == "epsilon" else schedule.velocity(x0, noise, t)
-    pred = model(x_t, t, drop_conditions(cond, cond_drop, generator))
-    per_image = (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
+    target = model.training_target(schedule, x0, noise, t)
+    output = (forward if forward is not None else model.training_output)(
+        x_t, t, drop_conditions(cond, cond_drop, generator)
+    )
+    per_image = (output.float() - target).pow(2).mean(dim=(1, 2, 3))
     if min_snr_gamma is None:
         return per_image.mean()
-    snr = schedule.snr(t)
-    weight = snr.clamp(max=min_snr_gamma) / (snr if prediction == "epsilon" else snr + 1)
-    return (weight * per_image).mean()
+    return (model.min_snr_weight(schedule.snr(t), min_snr_gamma) * per_image).mean()

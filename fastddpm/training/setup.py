@@ -21,17 +21,13 @@ from fastddpm.training.checkpoint import (
     restore_training_state,
     save_training_state,
 )
-from fastddpm.configs import DiffusionConfig, TrainConfig
+from fastddpm.card import RenderInfo
+from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
-from fastddpm.model import ConditionalUNet, EpsilonModel, count_parameters
+from fastddpm.model import ConditionalUNet, EpsilonModel, TrainingForm, count_parameters
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.quick import QuickEval
-
-
-def training_module(net: ConditionalUNet, diffusion: DiffusionConfig) -> torch.nn.Module:
-    """What the loss sees: the network in its training parameterisation, eps (EpsilonModel adds the skip) or v."""
-    return EpsilonModel(net, diffusion) if diffusion.prediction == "epsilon" else net
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -51,10 +47,12 @@ class Run:
     labels: torch.Tensor  # (N, 24) multi-hot on the device
     net: ConditionalUNet  # the weights being trained
     ema: torch.nn.Module | None
-    model: torch.nn.Module  # what the loss calls: net in its training form, maybe DDP-wrapped and compiled
+    eps_model: EpsilonModel  # net with its parameterisation: the loss's targets and weights
+    model: torch.nn.Module  # what the loss calls: eps_model's TrainingForm, maybe DDP-wrapped and compiled
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # batches, timesteps, noise and condition dropout
     schedule: NoiseSchedule
+    render: RenderInfo | None  # the data set's render.json, for the model card
     counters: TrainCounters
     total_steps: int  # the LR schedule's length in steps
     quick_eval: QuickEval | None
@@ -129,6 +127,7 @@ def load_run_config(out: Path, config: TrainConfig) -> TrainConfig:
 def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int, world: int) -> Run:
     """Data, network, EMA, optimiser and generator, restored from the checkpoint on --resume."""
     out = Path(config.out)
+    render = RenderInfo.read(Path(config.data) / "render.json")  # checked before the data is decoded
     # Data: rank 0 builds the decode cache once; the others wait for it.
     if rank == 0:
         data = load_dataset(config.data)
@@ -153,7 +152,8 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
         if rank:  # the checkpoint holds rank 0's stream; other ranks continue on fresh, distinct streams
             generator.manual_seed(config.seed * 1000 + rank + world * counters.step)
     # The module the loss calls: training form, DDP, compiled.
-    model = training_module(net, config.diffusion).to(device)
+    eps_model = EpsilonModel(net, config.diffusion).to(device)
+    model = TrainingForm(eps_model)
     model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     if config.compile if config.compile is not None else device.type == "cuda":
         model = torch.compile(model)
@@ -166,10 +166,12 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
         labels=data.labels.to(device),
         net=net,
         ema=ema,
+        eps_model=eps_model,
         model=model,
         optimizer=optimizer,
         generator=generator,
         schedule=NoiseSchedule.from_config(config.diffusion).to(device),
+        render=render,
         counters=counters,
         total_steps=max(1, math.ceil(config.epochs * len(data.names) / (config.batch_size * world))),
         quick_eval=_quick_eval(config, device) if rank == 0 and config.eval_minutes > 0 else None,
