@@ -2,7 +2,9 @@
 
 DIR/iclevr/CLEVR_train_NNNNNN_S.png (320x240 RGB; image S of a scene holds its first S + 1 objects),
 DIR/train.json, DIR/objects.json, DIR/test.json, DIR/new_test.json and DIR/preview.png (4x8 grid of the first images).
-Resumable: images already on disk are skipped (each was written atomically, so none is half-written).
+Resumable: images already on disk are skipped (each was written atomically, so none is half-written), and an
+image's pixels depend only on the seed, its scene, its index and the device, never on which images shared its
+render batch, so a render stopped and resumed ends with the same files as one run straight through.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from fastddpm.errors import UsageError
 from fastddpm.runtime import resolve_device
 
 IMAGE_NAME = re.compile(r"^CLEVR_train_(\d{6})_(\d+)\.png$")
-RENDERER_VERSION = 2  # 1: exact sRGB curve; 2: 16k-entry sRGB table (bytes differ by at most one level)
+# 1: exact sRGB curve; 2: 16k-entry sRGB table (bytes differ by at most one level); 3: shadow grain set by
+# each image's scene and index instead of its place in the render batch
+RENDERER_VERSION = 3
 RENDER_BATCH = 16  # images per renderer call: large enough to amortize Python, small enough for the CPU cache
 
 
@@ -155,17 +159,19 @@ def render_dataset(
     total = sum(len(job.labels) for job in jobs)
     existing = {p.name for p in image_dir.glob("CLEVR_train_*.png")}
     start, done, rendered = time.perf_counter(), 0, 0
-    pending_objects, pending_views, pending_paths = [], [], []
+    pending_objects, pending_views, pending_grains, pending_paths = [], [], [], []
     with ThreadPoolExecutor(max_workers=2) as writers:
 
         def flush() -> None:
             nonlocal rendered
             if not pending_paths:
                 return
-            images = render.render(synth.scene_batch(pending_objects, pending_views).to(device)).cpu().numpy()
+            batch = synth.scene_batch(pending_objects, pending_views, pending_grains)
+            images = render.render(batch.to(device)).cpu().numpy()
             list(writers.map(atomic.save_png, pending_paths, images))
             rendered += len(pending_paths)
-            pending_objects.clear(), pending_views.clear(), pending_paths.clear()
+            for pending in (pending_objects, pending_views, pending_grains, pending_paths):
+                pending.clear()
 
         for job in jobs:
             names = [job.image_name(i) for i in range(len(job.labels))]
@@ -175,6 +181,7 @@ def render_dataset(
                 for i in missing:
                     pending_objects.append(scene.objects[: i + 1])
                     pending_views.append(scene.views[i])
+                    pending_grains.append(synth.image_grain(job.scene_id, i))
                     pending_paths.append(image_dir / names[i])
                 if len(pending_paths) >= RENDER_BATCH:
                     flush()
