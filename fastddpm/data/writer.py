@@ -147,18 +147,29 @@ def render_dataset(
     )
     labels_sha = hashlib.sha256(Path(labels_file).read_bytes()).hexdigest() if labels_file else None
     config = RenderConfig(seed, max_objects, labels_sha, device)
-    _check_resumable(out, config)
-    image_dir = out / "iclevr"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "render.json", dataclasses.asdict(config))
-    test, new_test = synth.test_splits(seed)
-    atomic.write_json(out / "objects.json", CLASS_INDEX)
-    atomic.write_json(out / "test.json", test)
-    atomic.write_json(out / "new_test.json", new_test)
+    with atomic.owned_folder(out):
+        _check_resumable(out, config)
+        start = time.perf_counter()
+        (out / "iclevr").mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / "render.json", dataclasses.asdict(config))
+        test, new_test = synth.test_splits(seed)
+        atomic.write_json(out / "objects.json", CLASS_INDEX)
+        atomic.write_json(out / "test.json", test)
+        atomic.write_json(out / "new_test.json", new_test)
+        rendered = _render_missing(jobs, seed, device, out / "iclevr", progress)
+        train = {job.image_name(i): job.labels[: i + 1] for job in jobs for i in range(len(job.labels))}
+        atomic.write_json(out / "train.json", train)
+        write_preview(out, list(train)[:32])
+    return RenderReport(images=len(train), rendered=rendered, seconds=time.perf_counter() - start)
 
+
+def _render_missing(
+    jobs: list[SceneJob], seed: int, device: str, image_dir: Path, progress: Callable[[int, int], None] | None
+) -> int:
+    """Render the jobs' images that are not in `image_dir` yet, RENDER_BATCH at a time; returns how many."""
     total = sum(len(job.labels) for job in jobs)
     existing = {p.name for p in image_dir.glob("CLEVR_train_*.png")}
-    start, done, rendered = time.perf_counter(), 0, 0
+    done, rendered = 0, 0
     pending_objects, pending_views, pending_grains, pending_paths = [], [], [], []
     with ThreadPoolExecutor(max_workers=2) as writers:
 
@@ -191,11 +202,7 @@ def render_dataset(
         flush()
         if progress:
             progress(total, total)
-
-    train = {job.image_name(i): job.labels[: i + 1] for job in jobs for i in range(len(job.labels))}
-    atomic.write_json(out / "train.json", train)
-    write_preview(out, list(train)[:32])
-    return RenderReport(images=total, rendered=rendered, seconds=time.perf_counter() - start)
+    return rendered
 
 
 def write_preview(out: Path, names: list[str]) -> None:
