@@ -1,5 +1,6 @@
 """Files written atomically: a temporary file beside the target, then a rename, so that a crash or Ctrl-C never
-leaves a half-written artifact behind."""
+leaves a half-written artifact behind; and the folder a run owns (its lock held, the temporary files a killed
+earlier run left in it removed)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastddpm.errors import UsageError
-from fastddpm.folders import UMASK, disk_errors, probe_writable
+from fastddpm.folders import UMASK, disk_errors, folder_lock, probe_writable
+
+TEMP_SUFFIX = ".tmp"
+# atomic_path's temporary names: mkstemp(prefix=".<target>.", suffix=".tmp") adds 8 characters of [a-z0-9_]
+TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -48,7 +54,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     with disk_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
@@ -58,6 +64,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that atomic_path left in `folder` and its subfolders when its process was
+    killed mid-write (SIGKILL, power loss); returns them. Only names of atomic_path's own pattern are touched,
+    and hidden subfolders (another run's staged `.NAME.partial-*` folder, which that run cleans) are skipped.
+    Call while owning the folder, before writing into it."""
+    stale = []
+    for root, subfolders, files in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        stale += [Path(root) / name for name in files if TEMP_NAME.match(name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+@contextlib.contextmanager
+def owned_folder(folder: str | Path, option: str = "--out") -> Iterator[Path]:
+    """Own `folder` for the block: hold its lock (a second run on it is refused in one line), then remove the
+    temporary files of a killed earlier run in it. Check the folder (check_output_folder) first."""
+    with folder_lock(Path(folder), option):
+        remove_stale_temp_files(folder)
+        yield Path(folder)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

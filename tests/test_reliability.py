@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from fastddpm.pipeline import Pipeline
+from typer.testing import CliRunner
 
+from conftest import COURSE
 from fastddpm import atomic, folders
+from fastddpm.cli import app
+from fastddpm.pipeline import Pipeline
 from fastddpm.configs import SampleSettings
 from fastddpm.errors import UsageError
 from fastddpm.sampling import job as sample_job
@@ -118,3 +121,118 @@ def test_a_foreign_file_name_quoted_in_a_refusal_is_capped(tmp_path):
     with pytest.raises(UsageError) as refused:
         sample_job.claim_folder(out)
     assert len(str(refused.value)) < 300
+
+
+def _owning_command(command: str, out: Path, tiny_data: Path, tiny_model: Path) -> list:
+    return {
+        "render": ["data", "render", "--scenes", "1", "--out", out],
+        "evaluator": ["evaluator", "train", "--data", tiny_data, "--out", out, "--epochs", "1"],
+        "bench": ["bench", "--model", tiny_model, "--labels-file", COURSE / "test.json", "--out", out],
+        "train": ["train", "--data", tiny_data, "--out", out, "--epochs", "1", "--device", "cpu"],
+        "distill": ["distill", "--model", tiny_model, "--data", tiny_data, "--out", out, "--device", "cpu"],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["render", "evaluator", "bench", "train", "distill"])
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_command_into_a_folder_another_run_owns_is_refused_in_one_line(
+    tmp_path, tiny_data, tiny_model, command, earlier
+):
+    out = tmp_path / "out"
+    if earlier:  # a folder holding an earlier run's file, which must stay as it is
+        out.mkdir()
+        (out / "metrics.jsonl").write_text("earlier\n")
+    args = [str(a) for a in _owning_command(command, out, tiny_data, tiny_model)]
+    with folders.folder_lock(out):  # what the other, running command holds
+        result = CliRunner().invoke(app, args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(set(lines)) == 1 and "is in use by another running fastddpm command" in lines[0], result.output
+    if earlier:
+        assert [p.name for p in out.iterdir()] == ["metrics.jsonl"]
+        assert (out / "metrics.jsonl").read_text() == "earlier\n"
+    else:
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_two_renders_into_one_folder_at_once_the_second_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "data"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "fastddpm", "data", "render", "--out", str(out), "--scenes", "200"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "render.json").is_file():  # written with the lock held
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first render ended before the second started"
+    finally:
+        first.kill()
+        first.wait()
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert lines[0] == f"error: --out {str(out)!r} is in use by another running fastddpm command"
+
+
+_KILLED_WRITE = """
+import os, signal, sys
+from fastddpm import atomic
+with atomic.atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"half a checkpoint")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _write_killed_by_sigkill(path: Path) -> None:
+    """An atomic write into `path` whose process is SIGKILLed mid-write (no cleanup can run)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    assert subprocess.run([sys.executable, "-c", _KILLED_WRITE, str(path)], env=env).returncode == -9
+
+
+def test_a_resume_removes_the_temp_files_of_a_checkpoint_save_killed_mid_write(tmp_path, tiny_data):
+    from test_train import tiny_config
+
+    from fastddpm.training.checkpoint import CHECKPOINT_NAME
+    from fastddpm.training.loop import train
+
+    out = tmp_path / "run"
+    train(tiny_config(tiny_data, out), max_steps=2)
+    checkpoint = (out / CHECKPOINT_NAME).read_bytes()
+    _write_killed_by_sigkill(out / CHECKPOINT_NAME)
+    _write_killed_by_sigkill(out / "model" / "model.safetensors")
+    assert len(list(out.rglob(f"*{atomic.TEMP_SUFFIX}"))) == 2
+    assert (out / CHECKPOINT_NAME).read_bytes() == checkpoint  # the killed write never replaced it
+    (out / "notes.tmp").write_text("the user's")  # not the atomic writer's naming
+    beside = tmp_path / ".run.abcdefgh.tmp"  # the pattern, but outside the run folder
+    beside.write_text("not ours")
+    train(tiny_config(tiny_data, out), resume=True, max_steps=1)
+    assert [p.name for p in out.rglob(f"*{atomic.TEMP_SUFFIX}")] == ["notes.tmp"]
+    assert beside.read_text() == "not ours"
+
+
+def test_only_the_atomic_writers_temp_files_inside_the_folder_are_removed(tmp_path):
+    folder = tmp_path / "out"
+    with atomic.atomic_path(folder / "iclevr" / "a.png") as tmp:
+        real_name = tmp.name  # a name the writer really makes, matched by its pattern
+    stale = [folder / "iclevr" / real_name, folder / ".render.json.k2_x9a0b.tmp"]
+    kept = [
+        folder / "a.tmp",  # no leading dot
+        folder / ".a.tmp",  # no random part
+        folder / ".a.png.ABCDEFGH.tmp",  # not mkstemp's characters
+        folder / ".out.partial-x1" / ".0.png.abcdefgh.tmp",  # another run's staged folder: its own to clean
+        tmp_path / ".out.abcdefgh.tmp",  # beside the folder, not in it
+    ]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert sorted(atomic.remove_stale_temp_files(folder)) == sorted(stale)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastddpm.conditions import SHAPES
-from fastddpm.data import render, synth
+from fastddpm.data import render, synth, writer
 from fastddpm.data.writer import RENDERER_VERSION, render_dataset
 from fastddpm.errors import UsageError
 
@@ -17,14 +17,19 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / f"render_v{RENDERER_VERSIO
 def golden_scene_render() -> np.ndarray:
     """The 1- and 3-object images of one scene at 160x120, stacked: (240, 160, 3) uint8."""
     scene = synth.draw_scene(7, 0, synth.scene_labels(7, 0, 3))
-    batch = synth.scene_batch([scene.objects[:1], scene.objects[:3]], [scene.views[0], scene.views[2]])
+    batch = synth.scene_batch(
+        [scene.objects[:1], scene.objects[:3]],
+        [scene.views[0], scene.views[2]],
+        [synth.image_grain(0, 0), synth.image_grain(0, 2)],
+    )
     return render.render(batch, 160, 120).reshape(240, 160, 3).numpy()
 
 
 def test_renderer_output_changes_only_with_its_version():
     """A render of a fixed scene equals tests/golden/render_v<RENDERER_VERSION>.png. Float rounding may differ
-    between CPUs, so up to 0.05% of the values may be off by one level; the smallest real change so far (v1 -> v2,
-    an sRGB table) moved 0.32% of them. When pixels change on purpose: bump RENDERER_VERSION in data/writer.py
+    between CPUs, so up to 0.05% of the values may be off by one level; the smallest real changes so far moved
+    0.32% of them by one level (v1 -> v2, an sRGB table) and 0.06% by up to five (v2 -> v3, the shadow grain).
+    When pixels change on purpose: bump RENDERER_VERSION in data/writer.py
     and write the new golden with `FASTDDPM_WRITE_GOLDEN=1 pytest tests/test_render.py`."""
     from PIL import Image
 
@@ -135,3 +140,60 @@ def test_renders_a_given_train_file(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"CLEVR_train_000001_1.png": ["red cube"]}))
     with pytest.raises(UsageError, match="must hold 2 objects"):
         render_dataset(tmp_path / "out2", labels_file=tmp_path / "bad.json")
+
+
+def _written(folder: Path) -> dict[str, bytes]:
+    """The PNG bytes of a rendered data set, by file name (images and preview)."""
+    files = sorted((folder / "iclevr").glob("*.png")) + [folder / "preview.png"]
+    return {p.name: p.read_bytes() for p in files}
+
+
+def test_a_render_split_in_two_or_batched_otherwise_writes_the_same_files(tmp_path, monkeypatch):
+    render_dataset(tmp_path / "whole", scenes=4, seed=3)
+    render_dataset(tmp_path / "split", scenes=2, seed=3)
+    # Resumed: scenes 2 and 3 now go into a batch of their own.
+    render_dataset(tmp_path / "split", scenes=4, seed=3)
+    monkeypatch.setattr(writer, "RENDER_BATCH", 5)
+    render_dataset(tmp_path / "rebatched", scenes=4, seed=3)
+    whole = _written(tmp_path / "whole")
+    assert len(whole) == 13
+    assert _written(tmp_path / "split") == whole
+    assert _written(tmp_path / "rebatched") == whole
+
+
+def test_a_render_of_another_renderer_version_is_not_resumed(tmp_path):
+    render_dataset(tmp_path / "d", scenes=1, seed=0)
+    manifest = tmp_path / "d" / "render.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "renderer": RENDERER_VERSION - 1}))
+    before = sorted(p.name for p in (tmp_path / "d" / "iclevr").iterdir())
+    with pytest.raises(UsageError, match="Resume with the same settings") as refused:
+        render_dataset(tmp_path / "d", scenes=2, seed=0)
+    assert "\n" not in str(refused.value)
+    assert sorted(p.name for p in (tmp_path / "d" / "iclevr").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_a_render_stopped_by_sigterm_and_resumed_equals_one_run_straight_through(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, scenes = tmp_path / "stopped", 20
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "fastddpm", "data", "render", "--out", str(out), "--scenes", str(scenes)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("iclevr/CLEVR_train_*.png")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert len(list(out.glob("iclevr/CLEVR_train_*.png"))) < 3 * scenes, "the render ended before the signal"
+    render_dataset(out, scenes=scenes, seed=0)
+    render_dataset(tmp_path / "straight", scenes=scenes, seed=0)
+    assert _written(out) == _written(tmp_path / "straight")
+    for sub in ("", "iclevr"):  # nothing else either: no temporary file of a write the signal cut short
+        assert sorted(p.name for p in (out / sub).iterdir()) == sorted(
+            p.name for p in (tmp_path / "straight" / sub).iterdir()
+        )

@@ -16,7 +16,7 @@ from fastddpm.cli.options import (
     ExportDirOption,
     ModelDir,
 )
-from fastddpm.atomic import check_output_folder
+from fastddpm.atomic import check_output_folder, owned_folder
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
 from fastddpm.configs import BenchConfig
 from fastddpm.defaults import MAX_SEED
@@ -103,8 +103,9 @@ def bench(
         export_dir=str(export_dir),
     )
     bench_rows(config)  # every row's settings, before any work
-    cpu_note(device.value)
-    with ProgressBar("bench") as bar:
-        report = run_bench(config, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
-    out_console.print(table(report))
-    say(f"results: {write_report(report, out)}")
+    with owned_folder(out):  # the whole run: a second bench would also skew this one's timings
+        cpu_note(device.value)
+        with ProgressBar("bench") as bar:
+            report = run_bench(config, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
+        out_console.print(table(report))
+        say(f"results: {write_report(report, out)}")

@@ -42,6 +42,7 @@ class SceneBatch:
     center: torch.Tensor  # (B, K, 3) object centre (z = SIZE)
     angle: torch.Tensor  # (B, K) rotation about the vertical axis, radians
     albedo: torch.Tensor  # (B, K, 3) linear RGB
+    grain: torch.Tensor  # (B,) phase in [0, 1) of each image's soft-shadow sample rotation
 
     def to(self, device: torch.device | str) -> SceneBatch:
         return SceneBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -226,11 +227,12 @@ def sun_visibility(scene, points, obj, radius) -> torch.Tensor:
     visibility = torch.ones(B, P, device=points.device)
     if b.numel() == 0:
         return visibility
-    # Rotate the sample pattern per pixel (a fixed hash of the pixel index) so soft edges read as fine grain.
+    # Rotate the sample pattern per pixel (a fixed hash of the pixel index, shifted by the image's own grain
+    # phase, never by its place in the batch) so soft edges read as fine grain.
     up = torch.tensor([0.0, 0.0, 1.0], device=sun.device).expand_as(sun)
     e1 = torch.nn.functional.normalize(torch.linalg.cross(sun, up), dim=-1)
     e2 = torch.linalg.cross(sun, e1)
-    twist = torch.frac(torch.sin(p.float() * 12.9898 + b.float() * 78.233) * 43758.5453) * 2 * math.pi
+    twist = torch.frac(torch.frac(torch.sin(p.float() * 12.9898) * 43758.5453) + scene.grain[b]) * 2 * math.pi
     disk = _disk_offsets(SHADOW_SAMPLES, points.device)  # (S, 2)
     cos, sin = twist.cos()[:, None], twist.sin()[:, None]
     u = disk[None, :, 0] * cos - disk[None, :, 1] * sin  # (N, S)

@@ -29,6 +29,7 @@ FOOTPRINT = {
     render.CYLINDER: render.SIZE,
 }
 LABEL_STREAM, GEOMETRY_STREAM, SPLIT_STREAM = 0, 1, 2
+GOLDEN_RATIO_CONJUGATE = (math.sqrt(5.0) - 1) / 2
 
 
 def rng_for(seed: int, scene: int, stream: int) -> np.random.Generator:
@@ -63,10 +64,19 @@ class Scene:
     views: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
+def image_grain(scene_id: int, index: int) -> float:
+    """Phase of image `index` of scene `scene_id`'s shadow-sample rotation: a golden-ratio sequence over the
+    images, so that neighbouring images differ and no image depends on the others rendered with it."""
+    return ((scene_id * 8 + index) * GOLDEN_RATIO_CONJUGATE) % 1.0
+
+
 def scene_batch(
-    objects_per_image: list[list[Placed]], views: list[tuple[np.ndarray, np.ndarray]]
+    objects_per_image: list[list[Placed]],
+    views: list[tuple[np.ndarray, np.ndarray]],
+    grains: list[float] | None = None,
 ) -> render.SceneBatch:
-    """Pack images (their object lists and views) into the renderer's padded tensors."""
+    """Pack images (their object lists, views and shadow grain phases, 0 when not given) into the renderer's
+    padded tensors."""
     k = max(1, max(len(objs) for objs in objects_per_image))
     b = len(objects_per_image)
     shape = torch.full((b, k), -1, dtype=torch.long)
@@ -81,7 +91,8 @@ def scene_batch(
             albedo[i, j] = render.srgb_to_linear(torch.tensor(COLOR_RGB[COLORS[o.color]]) / 255.0)
     camera = torch.tensor(np.stack([v[0] for v in views]), dtype=torch.float32)
     lights = torch.tensor(np.stack([v[1] for v in views]), dtype=torch.float32)
-    return render.SceneBatch(camera, lights, shape, center, angle, albedo)
+    grain = torch.tensor(grains if grains is not None else [0.0] * b, dtype=torch.float32)
+    return render.SceneBatch(camera, lights, shape, center, angle, albedo, grain)
 
 
 def _gap_ok(candidate: Placed, placed: list[Placed]) -> bool:

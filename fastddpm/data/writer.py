@@ -2,7 +2,9 @@
 
 DIR/iclevr/CLEVR_train_NNNNNN_S.png (320x240 RGB; image S of a scene holds its first S + 1 objects),
 DIR/train.json, DIR/objects.json, DIR/test.json, DIR/new_test.json and DIR/preview.png (4x8 grid of the first images).
-Resumable: images already on disk are skipped (each was written atomically, so none is half-written).
+Resumable: images already on disk are skipped (each was written atomically, so none is half-written), and an
+image's pixels depend only on the seed, its scene, its index and the device, never on which images shared its
+render batch, so a render stopped and resumed ends with the same files as one run straight through.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from fastddpm.errors import UsageError
 from fastddpm.runtime import resolve_device
 
 IMAGE_NAME = re.compile(r"^CLEVR_train_(\d{6})_(\d+)\.png$")
-RENDERER_VERSION = 2  # 1: exact sRGB curve; 2: 16k-entry sRGB table (bytes differ by at most one level)
+# 1: exact sRGB curve; 2: 16k-entry sRGB table (bytes differ by at most one level); 3: shadow grain set by
+# each image's scene and index instead of its place in the render batch
+RENDERER_VERSION = 3
 RENDER_BATCH = 16  # images per renderer call: large enough to amortize Python, small enough for the CPU cache
 
 
@@ -143,29 +147,42 @@ def render_dataset(
     )
     labels_sha = hashlib.sha256(Path(labels_file).read_bytes()).hexdigest() if labels_file else None
     config = RenderConfig(seed, max_objects, labels_sha, device)
-    _check_resumable(out, config)
-    image_dir = out / "iclevr"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "render.json", dataclasses.asdict(config))
-    test, new_test = synth.test_splits(seed)
-    atomic.write_json(out / "objects.json", CLASS_INDEX)
-    atomic.write_json(out / "test.json", test)
-    atomic.write_json(out / "new_test.json", new_test)
+    with atomic.owned_folder(out):
+        _check_resumable(out, config)
+        start = time.perf_counter()
+        (out / "iclevr").mkdir(parents=True, exist_ok=True)
+        atomic.write_json(out / "render.json", dataclasses.asdict(config))
+        test, new_test = synth.test_splits(seed)
+        atomic.write_json(out / "objects.json", CLASS_INDEX)
+        atomic.write_json(out / "test.json", test)
+        atomic.write_json(out / "new_test.json", new_test)
+        rendered = _render_missing(jobs, seed, device, out / "iclevr", progress)
+        train = {job.image_name(i): job.labels[: i + 1] for job in jobs for i in range(len(job.labels))}
+        atomic.write_json(out / "train.json", train)
+        write_preview(out, list(train)[:32])
+    return RenderReport(images=len(train), rendered=rendered, seconds=time.perf_counter() - start)
 
+
+def _render_missing(
+    jobs: list[SceneJob], seed: int, device: str, image_dir: Path, progress: Callable[[int, int], None] | None
+) -> int:
+    """Render the jobs' images that are not in `image_dir` yet, RENDER_BATCH at a time; returns how many."""
     total = sum(len(job.labels) for job in jobs)
     existing = {p.name for p in image_dir.glob("CLEVR_train_*.png")}
-    start, done, rendered = time.perf_counter(), 0, 0
-    pending_objects, pending_views, pending_paths = [], [], []
+    done, rendered = 0, 0
+    pending_objects, pending_views, pending_grains, pending_paths = [], [], [], []
     with ThreadPoolExecutor(max_workers=2) as writers:
 
         def flush() -> None:
             nonlocal rendered
             if not pending_paths:
                 return
-            images = render.render(synth.scene_batch(pending_objects, pending_views).to(device)).cpu().numpy()
+            batch = synth.scene_batch(pending_objects, pending_views, pending_grains)
+            images = render.render(batch.to(device)).cpu().numpy()
             list(writers.map(atomic.save_png, pending_paths, images))
             rendered += len(pending_paths)
-            pending_objects.clear(), pending_views.clear(), pending_paths.clear()
+            for pending in (pending_objects, pending_views, pending_grains, pending_paths):
+                pending.clear()
 
         for job in jobs:
             names = [job.image_name(i) for i in range(len(job.labels))]
@@ -175,6 +192,7 @@ def render_dataset(
                 for i in missing:
                     pending_objects.append(scene.objects[: i + 1])
                     pending_views.append(scene.views[i])
+                    pending_grains.append(synth.image_grain(job.scene_id, i))
                     pending_paths.append(image_dir / names[i])
                 if len(pending_paths) >= RENDER_BATCH:
                     flush()
@@ -184,11 +202,7 @@ def render_dataset(
         flush()
         if progress:
             progress(total, total)
-
-    train = {job.image_name(i): job.labels[: i + 1] for job in jobs for i in range(len(job.labels))}
-    atomic.write_json(out / "train.json", train)
-    write_preview(out, list(train)[:32])
-    return RenderReport(images=total, rendered=rendered, seconds=time.perf_counter() - start)
+    return rendered
 
 
 def write_preview(out: Path, names: list[str]) -> None:

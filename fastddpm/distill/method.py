@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fastddpm import atomic
 from fastddpm.configs import DistillConfig
 from fastddpm.model import EpsilonModel, load_model
 from fastddpm.sampling.samplers import ddim_step, guided
@@ -136,15 +137,18 @@ def distill(
     """Run (or resume) every stage; the result's model_dir is the final student (None when stopped early)."""
     from fastddpm.distill.run import DistillRun
 
-    run = DistillRun.start(config, resume)
-    with StopRequest() as stop:
-        for index in range(run.stage_index, len(run.config.stages())):
-            stage = run.open_stage(index)
-            if not train_stage(run, stage, stop, progress, step_limit):
+    config.validate()
+    atomic.check_output_folder(config.out)  # before any work, and before the lock creates the folder's parent
+    with atomic.owned_folder(config.out):
+        run = DistillRun.start(config, resume)
+        with StopRequest() as stop:
+            for index in range(run.stage_index, len(run.config.stages())):
+                stage = run.open_stage(index)
+                if not train_stage(run, stage, stop, progress, step_limit):
+                    run.save(stage)
+                    if stop.signum is not None:
+                        run.log(event="stop", signal=stop.signum)
+                    return TrainResult(None, run.counters.step, stop.signum)
+                run.finish_stage(stage)
                 run.save(stage)
-                if stop.signum is not None:
-                    run.log(event="stop", signal=stop.signum)
-                return TrainResult(None, run.counters.step, stop.signum)
-            run.finish_stage(stage)
-            run.save(stage)
     return TrainResult(run.out / "model", run.counters.step, None)

@@ -48,10 +48,9 @@ class DistillRun:
 
     @classmethod
     def start(cls, config: DistillConfig, resume: bool) -> DistillRun:
-        """Check everything before any work; on --resume the saved config rules (but for where the run lives)."""
-        config.validate()
+        """With the run folder owned (distill() checks it, then holds its lock): on --resume the saved config
+        rules (but for where the run lives); else refuse a folder that already holds a run."""
         out = Path(config.out)
-        atomic.check_output_folder(out)
         if resume:
             saved = out / "config.json"
             if not saved.is_file():

@@ -95,6 +95,13 @@ def train_evaluator(
     out = Path(out)
     config.validate()
     check_out(out, force)
+    with atomic.owned_folder(out):
+        return _train_into(out, config, progress)
+
+
+def _train_into(
+    out: Path, config: EvaluatorTrainConfig, progress: Callable[[int, int, str], None] | None
+) -> dict:
     device = resolve_device(config.device)
     # the starting network is loaded (a clear message if it is not an evaluator) before the data loads
     start = Evaluator(config.init, option="--init").model if config.init else None

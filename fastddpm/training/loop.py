@@ -9,6 +9,7 @@ and DistributedDataParallel when launched by torchrun.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -22,13 +23,14 @@ import torch
 import torch.distributed as dist
 
 from fastddpm.card import ModelInfo
+from fastddpm import atomic
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.training.loss import diffusion_loss
 from fastddpm.model import ModelCard, count_parameters, save_model
 from fastddpm.runtime import DTYPES, autocast, resolve_device
-from fastddpm.training.setup import Run, build_run, default_batch_size, prepare_config
+from fastddpm.training.setup import Run, build_run, check_config, claim_run, default_batch_size
 
 ProgressFn = Callable[[int, int, str], None]  # (steps done, steps expected, info)
 
@@ -93,8 +95,17 @@ def train(
     progress: ProgressFn | None = None,
     max_steps: int | None = None,  # stop early after this many steps (tests, smoke runs)
 ) -> TrainResult:
-    """Train (or resume) the run in `config.out`."""
-    config = prepare_config(config, resume)
+    """Train (or resume) the run in `config.out`, owning that folder while it runs (rank 0 holds the lock; the
+    other ranks of a torchrun launch share the folder)."""
+    check_config(config)
+    owner = os.environ.get("RANK", "0") == "0"
+    with atomic.owned_folder(config.out) if owner else contextlib.nullcontext():
+        return _train(claim_run(config, resume), resume, progress, max_steps)
+
+
+def _train(
+    config: TrainConfig, resume: bool, progress: ProgressFn | None, max_steps: int | None
+) -> TrainResult:
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = resolve_device(config.device, local_rank)

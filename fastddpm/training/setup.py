@@ -92,12 +92,17 @@ class Run:
             )
 
 
-def prepare_config(config: TrainConfig, resume: bool) -> TrainConfig:
-    """Validate; on --resume take the saved config of the run in `config.out` (that folder, wherever it was
-    made: a copied run continues in the copy), else refuse a folder that already holds a run."""
+def check_config(config: TrainConfig) -> None:
+    """Before any work, and before the run folder's lock (which creates the folder's parent): valid values, and
+    --out a folder that can be written."""
     config.validate()
+    atomic.check_output_folder(config.out)
+
+
+def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
+    """With the run folder owned: on --resume take the saved config of the run in `config.out` (that folder,
+    wherever it was made: a copied run continues in the copy), else refuse a folder that already holds a run."""
     out = Path(config.out)
-    atomic.check_output_folder(out)
     if resume:
         return load_run_config(out, config)
     if (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
