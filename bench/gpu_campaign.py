@@ -32,6 +32,8 @@ from campaign.stages import STAGES  # noqa: E402
 from campaign.summary import stage_line  # noqa: E402
 
 from fastddpm import atomic  # noqa: E402
+from fastddpm.errors import UsageError  # noqa: E402
+from fastddpm.folders import probe_writable, quote  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GRACE_S = 10  # past a stage's deadline before its process group is killed
@@ -57,8 +59,9 @@ def run_stage_process(args: argparse.Namespace) -> int:
     return 0
 
 
-def launch(stage, args: argparse.Namespace, work: Path, budget: float) -> dict:
-    """Run one stage in its own process group; returns its record for campaign.json."""
+def launch(stage, args: argparse.Namespace, work: Path, budget: float, grace_s: float = GRACE_S) -> dict:
+    """Run one stage in its own process group, killed `grace_s` past its deadline; returns its campaign.json
+    record."""
     deadline = time.time() + budget
     argv = [sys.executable, str(Path(__file__).resolve()), "--stage", stage.name, "--out", str(args.out)]
     argv += ["--work", str(work), "--deadline", str(deadline)]
@@ -71,7 +74,7 @@ def launch(stage, args: argparse.Namespace, work: Path, budget: float) -> dict:
             argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            code, killed = child.wait(timeout=budget + GRACE_S), False
+            code, killed = child.wait(timeout=budget + grace_s), False
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             code, killed = child.wait(), True
@@ -171,20 +174,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dry-run", action="store_true", help="every stage at toy sizes (CPU)")
     parser.add_argument("--collect", type=Path, help="file a GPU run's output folder into the repository")
-    parser.add_argument("--results-dir", type=Path, help="--collect: where runs are filed (bench/results/gpu)")
+    parser.add_argument(
+        "--results-dir", type=Path, help="--collect: where runs are filed (bench/results/gpu)"
+    )
     parser.add_argument("--candidate-dir", type=Path, help="--collect: the model (checkpoints/gpu-candidate)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.collect is None and args.out is None:
-        parser.error("give --out DIR (run the campaign) or --collect FOLDER")
+        refuse("give --out DIR (run the campaign) or --collect FOLDER")
     if args.stage is None and args.collect is None:
         if not 60 <= args.budget_s <= 3600:
-            parser.error(f"--budget-s {args.budget_s:g} is out of range: 60 to 3600 seconds")
+            refuse(f"--budget-s {args.budget_s:g} is out of range: 60 to 3600 seconds")
         if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-            parser.error(f"--out {str(args.out)!r} is not an empty folder; the campaign needs a fresh one")
-        args.out.mkdir(parents=True, exist_ok=True)
+            refuse(f"--out {quote(args.out)} is not an empty folder; the campaign needs a fresh one")
+        try:
+            probe_writable(args.out)
+            args.out.mkdir(parents=True, exist_ok=True)
+        except UsageError as err:
+            refuse(str(err))
+        except OSError as err:
+            refuse(f"--out {quote(args.out)} cannot be created: {err.strerror}")
     return args
+
+
+def refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,7 @@ only the train stage writes into the output folder (the model's parts), since at
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,67 +25,11 @@ from campaign.context import (
     log_tail,
     run_child,
 )
+from campaign.preflight import course_label_files, preflight
 from campaign.rows import bench_model, course_splits
 
 ROOT = Path(__file__).resolve().parents[2]
 PART_BYTES = 15 * 2**20  # under the 16 MiB a device run brings back per file
-NEEDED_MODULES = (
-    "torch", "torchvision", "triton", "diffusers", "safetensors", "onnx", "onnxscript", "onnxruntime",
-    "typer", "rich", "PIL", "numpy", "matplotlib", "pytest", "hypothesis",
-    "fastddpm.bench.run", "fastddpm.export.onnx_export", "fastddpm.training.loop", "fastddpm.data.writer",
-)  # fmt: skip
-
-
-def preflight(ctx: StageContext) -> dict:
-    """Versions, the GPU, and an import of everything later stages need: a missing piece fails in seconds."""
-    import torch
-
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "cuda_available": torch.cuda.is_available(),
-        "cpu_count": os.cpu_count(),
-    }
-    if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        a = torch.randn(256, 256, device="cuda")
-        info |= {
-            "gpu": torch.cuda.get_device_name(0),
-            "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
-            "memory_free_gib": round(free / 2**30, 1),
-            "memory_total_gib": round(total / 2**30, 1),
-            "matmul_ok": bool(torch.allclose((a @ a).cpu(), a.cpu() @ a.cpu(), atol=1e-2, rtol=1e-2)),
-        }
-        smi = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        info["driver"] = smi.stdout.strip() or smi.stderr.strip()[:200]
-    versions, missing = {}, []
-    for name in NEEDED_MODULES:
-        try:
-            versions[name] = getattr(importlib.import_module(name), "__version__", "ok")
-        except Exception as err:  # noqa: BLE001 - any import failure is what this stage reports
-            missing.append(f"{name} ({type(err).__name__}: {str(err)[:80]})")
-    import onnxruntime
-
-    info |= {"modules": versions, "ort_providers": onnxruntime.get_available_providers()}
-    info["course_labels"] = [p.name for p in course_label_files(ctx)]
-    ctx.save(**info)
-    if missing:
-        raise RuntimeError(f"missing: {', '.join(missing)}")
-    if not ctx.dry_run and not info["cuda_available"]:
-        raise RuntimeError("no CUDA device (torch.cuda.is_available() is False)")
-    if not ctx.dry_run and len(info["course_labels"]) < 2:
-        raise RuntimeError(f"the course's test.json and new_test.json are not in {ctx.labels_dir}")
-    return info
-
-
-def course_label_files(ctx: StageContext) -> list[Path]:
-    folder = ctx.labels_dir
-    return [folder / f"{n}.json" for n in ("test", "new_test") if folder and (folder / f"{n}.json").is_file()]
 
 
 def default_bench(ctx: StageContext) -> dict:
@@ -103,7 +43,7 @@ def sampling_speed(ctx: StageContext) -> dict:
     """bench/sampling_speed.py: the course-style baseline the course way beside ours, and 4,096-image throughput."""
     folder = ctx.work / "results" / "sampling_speed"
     argv = [sys.executable, str(ROOT / "bench" / "sampling_speed.py"), "--out", str(folder)]
-    argv += ["--quick", "--repeats", "1"] if ctx.dry_run else ["--repeats", "3"]
+    argv += ["--quick", "--repeats", "1"] if ctx.dry_run else ["--repeats", "2"]
     code, stopped = run_child(ctx, argv, "sampling_speed", grace_s=3)
     saved = sorted(folder.glob("sampling_speed-*.json"))
     if code != 0 or not saved:
@@ -300,11 +240,11 @@ class Stage:
 
 STAGES = (
     Stage("a", "preflight", preflight, 20),
-    Stage("b", "default_bench", default_bench, 100),
-    Stage("c", "sampling_speed", sampling_speed, 60),
-    Stage("d", "gpu_tests", gpu_tests, 30),
-    Stage("e", "render", render, 50),
+    Stage("b", "default_bench", default_bench, 80),
+    Stage("c", "sampling_speed", sampling_speed, 75),
+    Stage("d", "gpu_tests", gpu_tests, 40),
+    Stage("e", "render", render, 45),
     Stage("f", "train", train, None),
     Stage("g", "new_model_bench", new_model_bench, 50),
-    Stage("h", "export", export, 60),
+    Stage("h", "export", export, 40),
 )
