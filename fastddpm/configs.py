@@ -284,7 +284,8 @@ class DistillConfig:
             halvings.append(steps)
         return [0, *halvings] if self.fold_guidance else halvings
 
-    def validate(self) -> None:
+    def validate(self, timesteps: int | None = None) -> None:
+        """Every value in its range; with the teacher's `timesteps`, also the first halving's grid."""
         Device.check(self.device, "--device")
         Weighting.check(self.weighting, "--weighting")
         power = self.from_steps // self.to_steps if self.to_steps >= 1 else 0
@@ -292,6 +293,10 @@ class DistillConfig:
             raise UsageError(
                 f"--to-steps {self.to_steps} / --from-steps {self.from_steps}: from-steps must be to-steps times a "
                 "power of two (at least 2), e.g. 32 -> 16 -> 8 -> 4"
+            )
+        if timesteps is not None and self.from_steps > timesteps:  # the first halving's grid is from_steps
+            raise UsageError(
+                f"--from-steps {self.from_steps} is out of range: the teacher's schedule has {timesteps} timesteps"
             )
         if not (math.isfinite(self.guidance) and self.guidance >= 1):
             raise UsageError(f"--guidance {self.guidance} is out of range: a finite scale >= 1")

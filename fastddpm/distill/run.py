@@ -21,10 +21,50 @@ from fastddpm.training.checkpoint import (
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.quick import QuickEval
+
+
+def teacher_settings(
+    card: ModelCard, from_steps: int | None, guidance: float | None
+) -> tuple[int, float, bool]:
+    """(from_steps, guidance, fold_guidance) for distilling the model of `card`, filling what was not given: a
+    teacher that is itself a student halves from its own steps with its folded scale (other values are refused);
+    any other teacher folds `guidance` (default: its card's) and halves from `from_steps`."""
+    student = card.info.get("student")
+    if not student:
+        steps = DistillConfig.from_steps if from_steps is None else from_steps
+        return steps, card.sampling.guidance if guidance is None else guidance, True
+    if guidance not in (None, student["guidance_folded"]):
+        raise UsageError(
+            f"--guidance {guidance}: this teacher is a student with guidance {student['guidance_folded']} folded "
+            "in; leave --guidance out"
+        )
+    if from_steps not in (None, student["steps"]):
+        raise UsageError(
+            f"--from-steps {from_steps}: this teacher is a student that samples with {student['steps']} steps, "
+            "where the halving starts; leave --from-steps out"
+        )
+    return student["steps"], student["guidance_folded"], False
+
+
+def saved_config(out: Path) -> DistillConfig:
+    """The config of the distillation in `out` (that folder, wherever it was made), or one line saying why not."""
+    saved = out / "config.json"
+    if not saved.is_file():
+        raise UsageError(f"--resume: {quote(out)} holds no config.json of an earlier distillation")
+    try:
+        config = DistillConfig(**json.loads(saved.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, TypeError) as err:
+        raise UsageError(
+            f"--resume: {quote(out)} is not a distill run: its config.json is no distill config "
+            f"({type(err).__name__}); a training run continues with `fastddpm train --resume`"
+        ) from None
+    config.validate()
+    return dataclasses.replace(config, out=str(out))
 
 
 class DistillRun:
@@ -48,21 +88,17 @@ class DistillRun:
     @classmethod
     def start(cls, config: DistillConfig, resume: bool) -> DistillRun:
         """Check everything before any work; on --resume the saved config rules (but for where the run lives)."""
-        config.validate()
         out = Path(config.out)
         atomic.check_output_folder(out)
         if resume:
-            saved = out / "config.json"
-            if not saved.is_file():
-                raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier distillation")
-            config = dataclasses.replace(DistillConfig(**json.loads(saved.read_text())), out=str(out))
+            config = saved_config(out)
             tensors, meta = read_training_state(out / CHECKPOINT_NAME)
             return cls(config, meta, tensors)
+        config.validate(load_card(config.model).diffusion.timesteps)  # the teacher's folder, and every value
         if (out / "config.json").exists():
             raise UsageError(
                 f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
             )
-        load_card(config.model)  # a model folder, before anything is written
         run = cls(config, None, None)
         atomic.write_json(out / "config.json", dataclasses.asdict(config))
         run.log(
