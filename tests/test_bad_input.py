@@ -337,6 +337,13 @@ BEFORE_WORK = [
     ([*DISTILL, "--from-steps", "2048"], ("--from-steps 2048", "1000 timesteps")),
     ([*DISTILL, "--model", "{student}", "--guidance", "2"], ("--guidance 2.0", "3.0 folded in")),
     ([*DISTILL, "--model", "{student}", "--from-steps", "8"], ("--from-steps 8", "samples with 2 steps")),
+    # 2. bench: every backend opened before the first row
+    (
+        [*BENCH_TINY, "--backend", "torch,ort", "--export-dir", "{no_export}"],
+        ("no .onnx export", "no-export"),
+    ),
+    ([*BENCH_TINY, "--backend", "torch,openvino", "--export-dir", "{no_export}"], ("no .onnx export",)),
+    # 11. distill --resume on a training run
     ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
 ]
 
@@ -352,10 +359,3 @@ def test_bad_input_is_refused_before_any_work(tmp_path, inputs, args, fragments)
     assert len(text) < 1000, "user text is quoted capped, and once"
     assert not out.exists()
     assert snapshot(inputs["student"].parent) == before
-
-
-def test_bench_warns_of_label_sets_with_more_objects_than_the_model_saw(tmp_path, inputs):
-    args = [*BENCH_TINY, "--labels-file", "{four}"]
-    code, text = run(*(arg.format(**inputs, out=tmp_path / "out") for arg in args))
-    assert code == 0, text
-    assert "warning: a condition names 4 objects" in " ".join(text.split()), text

@@ -1,4 +1,4 @@
-"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run.run_bench -> table and report files."""
+"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run.plan_bench -> run_bench -> table and report files."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def bench(
     --eta applies to the DDIM rows only. Accuracy is the mean ± std over the seeds, each split scored in one
     evaluator call as the course does.
     """
-    from fastddpm.bench.run import bench_rows, default_seeds, resolve_splits, run_bench
+    from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits, run_bench
     from fastddpm.bench.report import table, write_report
     from fastddpm.sampling.batch import model_defaults
     from fastddpm.model import load_card
@@ -102,9 +102,9 @@ def bench(
         capture=capture,
         export_dir=str(export_dir),
     )
-    bench_rows(config)  # every row's settings, before any work
+    plan = plan_bench(config)  # everything checked and every backend opened, before any work
     cpu_note(device.value)
     with ProgressBar("bench") as bar:
-        report = run_bench(config, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
+        report = run_bench(plan, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
     out_console.print(table(report))
     say(f"results: {write_report(report, out)}")
