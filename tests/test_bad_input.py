@@ -343,6 +343,11 @@ BEFORE_WORK = [
         ("no .onnx export", "no-export"),
     ),
     ([*BENCH_TINY, "--backend", "torch,openvino", "--export-dir", "{no_export}"], ("no .onnx export",)),
+    # 3. comma lists: a value given twice is refused
+    ([*BENCH, "--seeds", "0,0"], ("--seeds 0 is given twice",)),
+    ([*BENCH, "--steps", "4,4"], ("--steps 4 is given twice",)),
+    ([*BENCH, "--sampler", "ddim,dpmpp,ddim"], ("--sampler 'ddim' is given twice",)),
+    ([*BENCH, "--backend", "torch,torch"], ("--backend 'torch' is given twice",)),
     # 11. distill --resume on a training run
     ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
 ]

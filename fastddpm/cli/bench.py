@@ -84,12 +84,12 @@ def bench(
     student = card.info.get("student")
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),
-        steps=int_tuple(steps, "--steps", minimum=1)
+        steps=int_tuple(steps, "--steps", minimum=1, unique=True)
         if steps
         else ((own_steps,) if student else BenchConfig.steps),
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
-        seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED)
+        seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED, unique=True)
         if seeds
         else default_seeds(device.value),
         guidance=guidance,
