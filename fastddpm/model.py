@@ -21,6 +21,7 @@ from fastddpm import atomic
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.configs import DiffusionConfig, ModelConfig, SamplingDefaults
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 from fastddpm.schedule import NoiseSchedule
 
 
@@ -185,7 +186,11 @@ def save_model(
 
 def _model_files(folder: str | Path) -> tuple[Path, Path]:
     folder = Path(folder)
-    folder = folder.parent if folder.is_file() else folder
+    if folder.is_file():
+        raise UsageError(
+            f"--model {quote(folder)} is not a model folder but a file: give the folder holding {WEIGHTS_NAME} and "
+            f"{CONFIG_NAME}"
+        )
     weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     if not weights.is_file() or not config.is_file():
         hint = (
@@ -200,7 +205,7 @@ def _model_files(folder: str | Path) -> tuple[Path, Path]:
 
 
 def load_card(folder: str | Path) -> ModelCard:
-    """The config.json of a model folder (or of the folder holding a model.safetensors)."""
+    """The config.json of a model folder."""
     _, config = _model_files(folder)
     try:
         return ModelCard.from_json(config.read_text())

@@ -348,6 +348,18 @@ BEFORE_WORK = [
     ([*BENCH, "--steps", "4,4"], ("--steps 4 is given twice",)),
     ([*BENCH, "--sampler", "ddim,dpmpp,ddim"], ("--sampler 'ddim' is given twice",)),
     ([*BENCH, "--backend", "torch,torch"], ("--backend 'torch' is given twice",)),
+    # 4. a student samples with guidance 1 only
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{student}", "--guidance", "3"],
+        ("--guidance 3.0",),
+    ),
+    ([*BENCH, "--model", "{student}", "--guidance", "3"], ("--guidance 3.0", "folded in", "--guidance 1")),
+    # 5. --model names a model folder, not a file in one
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/model.safetensors"],
+        ("not a model folder",),
+    ),
+    ([*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/config.json"], ("config.json", "a file")),
     # 11. distill --resume on a training run
     ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
 ]
