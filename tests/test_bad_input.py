@@ -376,3 +376,10 @@ def test_bad_input_is_refused_before_any_work(tmp_path, inputs, args, fragments)
     assert len(text) < 1000, "user text is quoted capped, and once"
     assert not out.exists()
     assert snapshot(inputs["student"].parent) == before
+
+
+def test_bench_warns_of_label_sets_with_more_objects_than_the_model_saw(tmp_path, inputs):
+    args = [*BENCH_TINY, "--labels-file", "{four}"]
+    code, text = run(*(arg.format(**inputs, out=tmp_path / "out") for arg in args))
+    assert code == 0, text
+    assert "warning: a condition names 4 objects" in " ".join(text.split()), text

@@ -74,6 +74,7 @@ def bench(
     from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits, run_bench
     from fastddpm.bench.report import table, write_report
     from fastddpm.sampling.batch import model_defaults
+    from fastddpm.sampling.job import objects_warning
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
 
@@ -103,6 +104,9 @@ def bench(
         export_dir=str(export_dir),
     )
     plan = plan_bench(config)  # everything checked and every backend opened, before any work
+    warning = objects_warning(model_dir, [labels for split in config.splits.values() for labels in split])
+    if warning:
+        say(f"warning: {warning}")
     cpu_note(device.value)
     with ProgressBar("bench") as bar:
         report = run_bench(plan, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)

@@ -127,7 +127,7 @@ def sample(
         if trajectory
         else None,
     )
-    warning = objects_warning(job)
+    warning = objects_warning(model, [*job.labels, job.trajectory_labels or []])
     if warning:
         say(f"warning: {warning}")
     cpu_note(device.value)

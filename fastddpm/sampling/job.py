@@ -85,15 +85,15 @@ class SampleJob:
     trajectory_labels: LabelList | None = None  # None: no strip
 
 
-def objects_warning(job: SampleJob) -> str | None:
+def objects_warning(model_dir: Path, conditions: list[LabelList]) -> str | None:
     """A note when a condition names more objects than the model's training scenes held (drawn anyway: the
-    model may still place them, but nothing trained it to)."""
-    render = load_card(job.model_dir).info.get("render") or {}
+    model may still place them, but nothing trained it to); `sample` and `bench` print it."""
+    render = load_card(model_dir).info.get("render") or {}
     trained = int(render.get("max_objects", ICLEVR_MAX_OBJECTS))
-    most = max(len(labels) for labels in [*job.labels, job.trajectory_labels or []])
+    most = max(len(labels) for labels in conditions)
     if most <= trained:
         return None
-    return f"a condition names {most} objects; {job.model_dir} was trained on scenes of 1 to {trained}"
+    return f"a condition names {most} objects; {model_dir} was trained on scenes of 1 to {trained}"
 
 
 def claim_folder(out: Path) -> list[str]:
