@@ -360,6 +360,11 @@ BEFORE_WORK = [
         ("not a model folder",),
     ),
     ([*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/config.json"], ("config.json", "a file")),
+    # 7. an evaluator given is checked even when the quick evaluation is off
+    (
+        [*TRAIN_TINY, "--evaluator", "{garbage}", "--eval-minutes", "0"],
+        ("garbage.pth", "not a course evaluator"),
+    ),
     # 11. distill --resume on a training run
     ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
 ]

@@ -26,6 +26,7 @@ from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
 from fastddpm.model import ConditionalUNet, EpsilonModel, count_parameters
 from fastddpm.schedule import NoiseSchedule
+from fastddpm.evaluator.network import Evaluator
 from fastddpm.evaluator.quick import QuickEval
 
 
@@ -101,11 +102,13 @@ def prepare_config(config: TrainConfig, resume: bool) -> TrainConfig:
     out = Path(config.out)
     atomic.check_output_folder(out)
     if resume:
-        return load_run_config(out, config)
-    if (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
+        config = load_run_config(out, config)
+    elif (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
         raise UsageError(
             f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
         )
+    if config.evaluator is not None:  # an evaluator given is checked now, even with the quick evaluation off
+        Evaluator(config.evaluator, option="--evaluator")
     return config
 
 
