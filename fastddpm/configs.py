@@ -7,10 +7,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Weighting
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,15 @@ class EvaluatorTrainConfig:
             raise UsageError(f"--lr {self.lr} is out of range: a finite number > 0")
         if not 0 <= self.blur_prob <= 1:
             raise UsageError(f"--blur {self.blur_prob} is out of range: [0, 1]")
+        folders = [Path(d).resolve() for d in self.data]
+        repeated = [d for i, d in enumerate(self.data) if folders[i] in folders[:i]]
+        if repeated:
+            raise UsageError(f"--data {quote(repeated[0])} is given twice; give each folder once")
+        if self.validation is not None and Path(self.validation).resolve() in folders:
+            raise UsageError(
+                f"--validation {quote(self.validation)} is also given as --data: validation images are never "
+                "trained on; render other seeds for it"
+            )
 
 
 @dataclass(frozen=True)

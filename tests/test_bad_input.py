@@ -365,6 +365,14 @@ BEFORE_WORK = [
         [*TRAIN_TINY, "--evaluator", "{garbage}", "--eval-minutes", "0"],
         ("garbage.pth", "not a course evaluator"),
     ),
+    # 8. validation images are never trained on
+    (
+        [*EVAL_TRAIN, "--batch-size", "2", "--validation", "{data}"],
+        ("--validation", "is also given as --data"),
+    ),
+    ([*EVAL_TRAIN, "--batch-size", "2", "--data", "{data}"], ("--data", "is given twice")),
+    # 10. evaluator train on fewer images than a batch
+    ([*EVAL_TRAIN], ("--batch-size 128", "9 images")),
     # 11. distill --resume on a training run
     ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
 ]
