@@ -371,6 +371,17 @@ BEFORE_WORK = [
         ("--validation", "is also given as --data"),
     ),
     ([*EVAL_TRAIN, "--batch-size", "2", "--data", "{data}"], ("--data", "is given twice")),
+    # 9. hostile files and values: one short line
+    ([*SAMPLE_INTO, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
+    ([*BENCH, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
+    (["data", "check", "--data", "{deep_data}"], ("train.json", "nested too deeply")),
+    ([*SAMPLE_INTO, "--labels", "x" * 100_000], ("unknown object 'xxxx",)),
+    (
+        [*SAMPLE_INTO, "--labels", ", ".join(["red sphere"] * 20_000)],
+        ("repeated object 'red sphere' in --labels",),
+    ),
+    ([*SAMPLE_INTO, "--labels-file", "{huge}"], ("unknown object 'xxxx", "huge.json")),
+    ([*SAMPLE_INTO, "--labels", "red sphere", "--sampler", "x" * 100_000], ("'--sampler': 'xxxx",)),
     # 10. evaluator train on fewer images than a batch
     ([*EVAL_TRAIN], ("--batch-size 128", "9 images")),
     # 11. distill --resume on a training run

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -19,9 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from fastddpm.errors import UsageError
-from fastddpm.folders import quote
+from fastddpm.folders import QUOTE_LIMIT, quote
 
 LOG_WIDTH = 160  # columns when stdout / stderr is not a terminal
+LONG_QUOTED = re.compile(rf"'([^']{{{QUOTE_LIMIT},}})'")
 
 
 def _console(stderr: bool) -> Console:
@@ -77,6 +79,7 @@ class OneLineErrors(typer.core.TyperGroup):
             else:
                 ctx = getattr(err, "ctx", None)
                 message = err.format_message().replace("Value error, ", "")  # pydantic's prefix, noise here
+                message = LONG_QUOTED.sub(lambda m: quote(m.group(1)), message)  # click quotes values whole
                 error_line(f"{message} (see `{ctx.command_path if ctx else 'fastddpm'} --help`)")
             sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)

@@ -106,7 +106,7 @@ def claim_folder(out: Path) -> list[str]:
     record = out / RECORD_NAME
     try:
         owned = json.loads(record.read_text())["files"] if record.is_file() else None
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         owned = None
     if owned is not None and not isinstance(owned, list):
         raise UsageError(f'{record} has "files" of type {type(owned).__name__}; a list of names is expected')

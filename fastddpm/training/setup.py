@@ -119,8 +119,10 @@ def load_run_config(out: Path, config: TrainConfig) -> TrainConfig:
         raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier run")
     try:
         saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise UsageError(f"--resume: {str(saved_path)!r} is not a fastddpm run config ({err})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise UsageError(
+            f"--resume: {str(saved_path)!r} is not a fastddpm run config ({type(err).__name__})"
+        ) from None
     if saved.model != config.model or saved.diffusion != config.diffusion:
         raise UsageError(
             f"--resume: {out} was trained with model {saved.model} and diffusion {saved.diffusion}; "
