@@ -292,7 +292,8 @@ def test_readme_pictures_are_committed():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
     """Files the cases below name as {key}: a student, an empty export folder, a garbage evaluator, a training
-    run, label files nested 100,000 deep or holding a 50 MB label, and a data folder whose train.json is nested."""
+    run, label files nested 100,000 deep or holding a 50 MB label, and data folders whose train.json is nested
+    or whose test.json is cut short."""
     import shutil
 
     from conftest import make_tiny_model
@@ -317,6 +318,8 @@ def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
     (root / "four.json").write_text(json.dumps([["red sphere", "cyan cube", "gray cube", "blue cylinder"]]))
     shutil.copytree(tiny_data, root / "deep-data")
     (root / "deep-data" / "train.json").write_text(deep)
+    shutil.copytree(tiny_data, root / "bad-split-data")
+    (root / "bad-split-data" / "test.json").write_text("[[")
     return {
         "model": tiny_model,
         "data": tiny_data,
@@ -337,6 +340,7 @@ BEFORE_WORK = [
     ([*DISTILL, "--from-steps", "2048"], ("--from-steps 2048", "1000 timesteps")),
     ([*DISTILL, "--model", "{student}", "--guidance", "2"], ("--guidance 2.0", "3.0 folded in")),
     ([*DISTILL, "--model", "{student}", "--from-steps", "8"], ("--from-steps 8", "samples with 2 steps")),
+    ([*DISTILL, "--data", "{bad_split_data}"], ("bad-split-data", "test.json", "not valid JSON")),
     # 2. bench: every backend opened before the first row
     (
         [*BENCH_TINY, "--backend", "torch,ort", "--export-dir", "{no_export}"],

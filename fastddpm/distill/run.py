@@ -73,6 +73,13 @@ class DistillRun:
         self.device = resolve_device(config.device)
         self.card = load_card(config.model)
         self.teacher_sha256 = checkpoint_sha256(config.model)
+        # one quick evaluation per stage, made first: a bad test split in the data folder stops the run before any work
+        self.quick_evals = {
+            steps: QuickEval(
+                config.data, self.card.diffusion, self.device, steps or config.from_steps, 1.0, None
+            )
+            for steps in config.stages()
+        }
         data = load_dataset(config.data)
         self.images, self.labels = data.images.to(self.device), data.labels.to(self.device)
         self.schedule = NoiseSchedule.from_config(self.card.diffusion).to(self.device)
@@ -178,7 +185,7 @@ class DistillRun:
         }
         card = ModelCard(self.card.model, self.card.diffusion, info)
         save_model(stage_folder(self.out, stage.steps), stage.student.net, card, dtype=torch.float32)
-        quick = QuickEval(self.config.data, self.card.diffusion, self.device, steps, 1.0, None)
+        quick = self.quick_evals[stage.steps]
         self.log(
             stage=stage.index,
             student_steps=steps,
