@@ -291,9 +291,9 @@ def test_readme_pictures_are_committed():
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
-    """Files the cases below name as {key}: a student, an empty export folder, a garbage evaluator, a training
-    run, label files nested 100,000 deep or holding a 50 MB label, and data folders whose train.json is nested
-    or whose test.json is cut short."""
+    """Files the cases below name as {key}: a student, a model folder with junk weights, an empty export
+    folder, a garbage evaluator, a training run, label files nested 100,000 deep or holding a 50 MB label, and
+    data folders whose train.json is nested or whose test.json is cut short."""
     import shutil
 
     from conftest import make_tiny_model
@@ -305,6 +305,8 @@ def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
     card = load_card(student)
     info = {**card.info, "student": {"sampler": "ddim", "steps": 2, "guidance_folded": 3.0}}
     (student / "config.json").write_text(ModelCard(card.model, card.diffusion, info, card.sampling).to_json())
+    shutil.copytree(tiny_model, root / "junk-weights")
+    (root / "junk-weights" / "model.safetensors").write_bytes(b"junk")
     (root / "no-export").mkdir()
     (root / "garbage.pth").write_bytes(b"\x00garbage")
     run_folder = root / "train-run"
@@ -341,6 +343,7 @@ BEFORE_WORK = [
     ([*DISTILL, "--model", "{student}", "--guidance", "2"], ("--guidance 2.0", "3.0 folded in")),
     ([*DISTILL, "--model", "{student}", "--from-steps", "8"], ("--from-steps 8", "samples with 2 steps")),
     ([*DISTILL, "--data", "{bad_split_data}"], ("bad-split-data", "test.json", "not valid JSON")),
+    ([*DISTILL, "--model", "{junk_weights}"], ("junk-weights", "model.safetensors", "does not match")),
     # 2. bench: every backend opened before the first row
     (
         [*BENCH_TINY, "--backend", "torch,ort", "--export-dir", "{no_export}"],

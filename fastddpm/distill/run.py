@@ -101,7 +101,8 @@ class DistillRun:
             config = saved_config(out)
             tensors, meta = read_training_state(out / CHECKPOINT_NAME)
             return cls(config, meta, tensors)
-        config.validate(load_card(config.model).diffusion.timesteps)  # the teacher's folder, and every value
+        _, card = load_model(config.model)  # the teacher's weights load, before anything is written
+        config.validate(card.diffusion.timesteps)
         if (out / "config.json").exists():
             raise UsageError(
                 f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
