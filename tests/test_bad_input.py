@@ -293,7 +293,8 @@ def test_readme_pictures_are_committed():
 def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
     """Files the cases below name as {key}: a student, a model folder with junk weights, an empty export
     folder, a garbage evaluator, a training run, label files nested 100,000 deep or holding a 50 MB label, and
-    data folders whose train.json is nested or whose test.json is cut short."""
+    data folders whose train.json is nested or names an image outside its folder or too long a name, or whose
+    test.json is cut short."""
     import shutil
 
     from conftest import make_tiny_model
@@ -320,6 +321,9 @@ def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
     (root / "four.json").write_text(json.dumps([["red sphere", "cyan cube", "gray cube", "blue cylinder"]]))
     shutil.copytree(tiny_data, root / "deep-data")
     (root / "deep-data" / "train.json").write_text(deep)
+    for name, image in (("long-name-data", "x" * 5000), ("escape-data", "../../victim.png")):
+        shutil.copytree(tiny_data, root / name)
+        (root / name / "train.json").write_text(json.dumps({image: ["red sphere"]}))
     shutil.copytree(tiny_data, root / "bad-split-data")
     (root / "bad-split-data" / "test.json").write_text("[[")
     return {
@@ -382,6 +386,11 @@ BEFORE_WORK = [
     ([*SAMPLE_INTO, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
     ([*BENCH, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
     (["data", "check", "--data", "{deep_data}"], ("train.json", "nested too deeply")),
+    (["data", "check", "--data", "{long_name_data}"], ("missing from", "'xxxx")),
+    (
+        ["data", "check", "--data", "{escape_data}"],
+        ("train.json names '../../victim.png'", "not a file inside"),
+    ),
     ([*SAMPLE_INTO, "--labels", "x" * 100_000], ("unknown object 'xxxx",)),
     (
         [*SAMPLE_INTO, "--labels", ", ".join(["red sphere"] * 20_000)],
