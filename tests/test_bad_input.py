@@ -342,47 +342,47 @@ SAMPLE_INTO = ["sample", "--steps", "1", "--out", "{out}", "--device", "cpu"]
 TRAIN_TINY = ["train", "--data", "{data}", "--out", "{out}", "--epochs", "0.1", "--device", "cpu"]
 EVAL_TRAIN = ["evaluator", "train", "--data", "{data}", "--out", "{out}", "--epochs", "1", "--device", "cpu"]
 BEFORE_WORK = [
-    # 1. distill: every value checked before the folding stage and before the run folder exists
+    # distill: every value checked before the folding stage and before the run folder exists
     ([*DISTILL, "--from-steps", "2048"], ("--from-steps 2048", "1000 timesteps")),
     ([*DISTILL, "--model", "{student}", "--guidance", "2"], ("--guidance 2.0", "3.0 folded in")),
     ([*DISTILL, "--model", "{student}", "--from-steps", "8"], ("--from-steps 8", "samples with 2 steps")),
     ([*DISTILL, "--data", "{bad_split_data}"], ("bad-split-data", "test.json", "not valid JSON")),
     ([*DISTILL, "--model", "{junk_weights}"], ("junk-weights", "model.safetensors", "does not match")),
-    # 2. bench: every backend opened before the first row
+    # bench: every backend opened before the first row
     (
         [*BENCH_TINY, "--backend", "torch,ort", "--export-dir", "{no_export}"],
         ("no .onnx export", "no-export"),
     ),
     ([*BENCH_TINY, "--backend", "torch,openvino", "--export-dir", "{no_export}"], ("no .onnx export",)),
-    # 3. comma lists: a value given twice is refused
+    # comma lists: a value given twice is refused
     ([*BENCH, "--seeds", "0,0"], ("--seeds 0 is given twice",)),
     ([*BENCH, "--steps", "4,4"], ("--steps 4 is given twice",)),
     ([*BENCH, "--sampler", "ddim,dpmpp,ddim"], ("--sampler 'ddim' is given twice",)),
     ([*BENCH, "--backend", "torch,torch"], ("--backend 'torch' is given twice",)),
-    # 4. a student samples with guidance 1 only
+    # a distilled student samples with guidance 1 only
     (
         [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{student}", "--guidance", "3"],
-        ("--guidance 3.0",),
+        ("--guidance 3.0", "--guidance 1"),
     ),
     ([*BENCH, "--model", "{student}", "--guidance", "3"], ("--guidance 3.0", "folded in", "--guidance 1")),
-    # 5. --model names a model folder, not a file in one
+    # --model names a model folder, not a file in one
     (
         [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/model.safetensors"],
         ("not a model folder",),
     ),
     ([*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/config.json"], ("config.json", "a file")),
-    # 7. an evaluator given is checked even when the quick evaluation is off
+    # an evaluator given is checked even when the quick evaluation is off
     (
         [*TRAIN_TINY, "--evaluator", "{garbage}", "--eval-minutes", "0"],
         ("garbage.pth", "not a course evaluator"),
     ),
-    # 8. validation images are never trained on
+    # validation images are never trained on
     (
         [*EVAL_TRAIN, "--batch-size", "2", "--validation", "{data}"],
         ("--validation", "is also given as --data"),
     ),
     ([*EVAL_TRAIN, "--batch-size", "2", "--data", "{data}"], ("--data", "is given twice")),
-    # 9. hostile files and values: one short line
+    # hostile files and values: one short line
     ([*SAMPLE_INTO, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
     ([*BENCH, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
     (["data", "check", "--data", "{deep_data}"], ("train.json", "nested too deeply")),
@@ -398,9 +398,9 @@ BEFORE_WORK = [
     ),
     ([*SAMPLE_INTO, "--labels-file", "{huge}"], ("unknown object 'xxxx", "huge.json")),
     ([*SAMPLE_INTO, "--labels", "red sphere", "--sampler", "x" * 100_000], ("'--sampler': 'xxxx",)),
-    # 10. evaluator train on fewer images than a batch
+    # evaluator train on fewer images than a batch
     ([*EVAL_TRAIN], ("--batch-size 128", "9 images")),
-    # 11. distill --resume on a training run
+    # distill --resume on a training run
     ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
 ]
 
