@@ -348,12 +348,16 @@ BEFORE_WORK = [
     ([*DISTILL, "--model", "{student}", "--from-steps", "8"], ("--from-steps 8", "samples with 2 steps")),
     ([*DISTILL, "--data", "{bad_split_data}"], ("bad-split-data", "test.json", "not valid JSON")),
     ([*DISTILL, "--model", "{junk_weights}"], ("junk-weights", "model.safetensors", "does not match")),
-    # bench: every backend opened before the first row
+    # every backend opened (its package, device and export) before the first image or row
     (
         [*BENCH_TINY, "--backend", "torch,ort", "--export-dir", "{no_export}"],
         ("no .onnx export", "no-export"),
     ),
     ([*BENCH_TINY, "--backend", "torch,openvino", "--export-dir", "{no_export}"], ("no .onnx export",)),
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--backend", "ort", "--export-dir", "{no_export}"],
+        ("no .onnx export", "no-export"),
+    ),
     # comma lists: a value given twice is refused
     ([*BENCH, "--seeds", "0,0"], ("--seeds 0 is given twice",)),
     ([*BENCH, "--steps", "4,4"], ("--steps 4 is given twice",)),
