@@ -98,10 +98,14 @@ def parse_args() -> argparse.Namespace:
         default="ddim,dpmpp",
     )
     parser.add_argument(
-        "--steps", type=option_type(lambda t: int_tuple(t, "--steps", minimum=1)), default="10,20"
+        "--steps",
+        type=option_type(lambda t: int_tuple(t, "--steps", minimum=1, unique=True)),
+        default="10,20",
     )
     for option, default in (("--seeds", "0"), ("--validation-seeds", "1000")):
-        seeds = option_type(lambda t, option=option: int_tuple(t, option, minimum=0, maximum=MAX_SEED))
+        seeds = option_type(
+            lambda t, option=option: int_tuple(t, option, minimum=0, maximum=MAX_SEED, unique=True)
+        )
         parser.add_argument(option, type=seeds, default=default)
     parser.add_argument("--model", "--checkpoint", dest="checkpoint", type=Path, default=default_model_dir())
     parser.add_argument("--evaluator", type=Path, default=None, help="default: the shipped stand-in")

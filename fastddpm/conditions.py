@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from fastddpm.errors import UsageError
+from fastddpm.folders import QUOTE_LIMIT, quote
 
 COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
 SHAPES = ("cube", "sphere", "cylinder")
@@ -48,18 +49,26 @@ def split_class(index: int) -> tuple[int, int]:
     return divmod(index, len(COLORS))
 
 
+def shown(value: Any) -> str:
+    """A value read from a label file, for a message: a list or dict by its size (it may be nested too deeply
+    to print), anything else quoted and capped."""
+    if isinstance(value, list | tuple | dict):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return quote(value)
+
+
 def class_index(name: Any, where: str = "") -> int:
     """The class index of one object name, or a ConditionError naming it and the closest valid names."""
     at = f" in {where}" if where else ""
     if not isinstance(name, str):
-        raise ConditionError(f"object names must be strings like 'red sphere'; got {name!r}{at}")
+        raise ConditionError(f"object names must be strings like 'red sphere'; got {shown(name)}{at}")
     key = " ".join(name.strip().lower().split())
     if key in CLASS_INDEX:
         return CLASS_INDEX[key]
-    close = difflib.get_close_matches(key, CLASSES, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key, CLASSES, n=3, cutoff=0.5) if len(key) < QUOTE_LIMIT else []
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConditionError(
-        f"unknown object {name!r}{at}.{hint} Valid names are '<color> <shape>' with color one of "
+        f"unknown object {quote(name)}{at}.{hint} Valid names are '<color> <shape>' with color one of "
         f"{', '.join(COLORS)} and shape one of {', '.join(SHAPES)}."
     )
 
@@ -68,7 +77,7 @@ def validate_labels(labels: Any, where: str = "", max_objects: int | None = None
     """Check one label list and return its class indices in order."""
     at = f" in {where}" if where else ""
     if not isinstance(labels, list | tuple):
-        raise ConditionError(f"a condition must be a list of object names; got {labels!r}{at}")
+        raise ConditionError(f"a condition must be a list of object names; got {shown(labels)}{at}")
     if not labels:
         raise ConditionError(f"empty label list{at}: a condition names 1 or more objects")
     if max_objects is not None and len(labels) > max_objects:
@@ -85,7 +94,7 @@ def validate_labels(labels: Any, where: str = "", max_objects: int | None = None
 def parse_label_string(text: str) -> LabelList:
     """'red sphere, cyan cube' -> ['red sphere', 'cyan cube'] (validated)."""
     labels = [part.strip() for part in text.split(",") if part.strip()]
-    validate_labels(labels, where=f"--labels {text!r}")
+    validate_labels(labels, where="--labels")  # the message quotes the bad object itself
     return [CLASSES[class_index(name)] for name in labels]
 
 
@@ -103,8 +112,10 @@ def _load_json(path: str | Path) -> Any:
         raise ConditionError(f"label file {str(path)!r} does not exist")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConditionError(f"{str(path)!r} is not valid JSON: {err}") from None
+    except (ValueError, UnicodeDecodeError) as err:  # ValueError: also an integer of over 4300 digits
+        raise ConditionError(f"{str(path)!r} is not valid JSON: {str(err)[:200]}") from None
+    except RecursionError:
+        raise ConditionError(f"{str(path)!r} is nested too deeply to be a label file") from None
 
 
 def read_test_labels(path: str | Path) -> list[LabelList]:
@@ -129,7 +140,7 @@ def read_train_labels(path: str | Path) -> dict[str, LabelList]:
             f"{str(path)!r} must be a dict from image name to labels like train.json; it is {kind}"
         )
     for name, labels in data.items():
-        validate_labels(labels, where=f"{path} entry {name!r}")
+        validate_labels(labels, where=f"{path} entry {quote(name)}")
     return {name: [CLASSES[class_index(n)] for n in labels] for name, labels in data.items()}
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Weighting
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,15 @@ class EvaluatorTrainConfig:
             raise UsageError(f"--lr {self.lr} is out of range: a finite number > 0")
         if not 0 <= self.blur_prob <= 1:
             raise UsageError(f"--blur {self.blur_prob} is out of range: [0, 1]")
+        folders = [Path(d).resolve() for d in self.data]
+        repeated = [d for i, d in enumerate(self.data) if folders[i] in folders[:i]]
+        if repeated:
+            raise UsageError(f"--data {quote(repeated[0])} is given twice; give each folder once")
+        if self.validation is not None and Path(self.validation).resolve() in folders:
+            raise UsageError(
+                f"--validation {quote(self.validation)} is also given as --data: validation images are never "
+                "trained on; render other seeds for it"
+            )
 
 
 @dataclass(frozen=True)
@@ -286,7 +297,8 @@ class DistillConfig:
             halvings.append(steps)
         return [0, *halvings] if self.fold_guidance else halvings
 
-    def validate(self) -> None:
+    def validate(self, timesteps: int | None = None) -> None:
+        """Every value in its range; with the teacher's `timesteps`, also the first halving's grid."""
         Device.check(self.device, "--device")
         Weighting.check(self.weighting, "--weighting")
         power = self.from_steps // self.to_steps if self.to_steps >= 1 else 0
@@ -294,6 +306,10 @@ class DistillConfig:
             raise UsageError(
                 f"--to-steps {self.to_steps} / --from-steps {self.from_steps}: from-steps must be to-steps times a "
                 "power of two (at least 2), e.g. 32 -> 16 -> 8 -> 4"
+            )
+        if timesteps is not None and self.from_steps > timesteps:  # the first halving's grid is from_steps
+            raise UsageError(
+                f"--from-steps {self.from_steps} is out of range: the teacher's schedule has {timesteps} timesteps"
             )
         if not (math.isfinite(self.guidance) and self.guidance >= 1):
             raise UsageError(f"--guidance {self.guidance} is out of range: a finite scale >= 1")

@@ -22,6 +22,7 @@ from fastddpm.card import OPTIONAL, ModelInfo, read_file, read_section
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.configs import DiffusionConfig, ModelConfig, SamplingDefaults
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 from fastddpm.schedule import NoiseSchedule
 
 
@@ -216,7 +217,11 @@ def save_model(
 
 def _model_files(folder: str | Path) -> tuple[Path, Path]:
     folder = Path(folder)
-    folder = folder.parent if folder.is_file() else folder
+    if folder.is_file():
+        raise UsageError(
+            f"--model {quote(folder)} is not a model folder but a file: give the folder holding {WEIGHTS_NAME} and "
+            f"{CONFIG_NAME}"
+        )
     weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     if not weights.is_file() or not config.is_file():
         hint = (
@@ -231,7 +236,7 @@ def _model_files(folder: str | Path) -> tuple[Path, Path]:
 
 
 def load_card(folder: str | Path) -> ModelCard:
-    """The config.json of a model folder (or of the folder holding a model.safetensors)."""
+    """The config.json of a model folder."""
     _, config = _model_files(folder)
     return read_file(ModelCard, config, "fastddpm model config")
 

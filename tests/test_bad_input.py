@@ -284,3 +284,146 @@ def test_readme_pictures_are_committed():
     assert links, "the README shows pictures"
     for link in links:
         assert (root / link).is_file(), f"README shows {link}, which is not in the repository"
+
+
+# Bad input checked before work, contradictions refused, hostile files ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
+    """Files the cases below name as {key}: a student, a model folder with junk weights, an empty export
+    folder, a garbage evaluator, a training run, label files nested 100,000 deep or holding a 50 MB label, and
+    data folders whose train.json is nested or names an image outside its folder or too long a name, or whose
+    test.json is cut short."""
+    import shutil
+
+    from conftest import make_tiny_model
+    from fastddpm.configs import TrainConfig
+    from fastddpm.model import ModelCard, load_card
+
+    root = tmp_path_factory.mktemp("inputs")
+    student = make_tiny_model(root / "student")
+    card = load_card(student)
+    info = {**card.info, "student": {"sampler": "ddim", "steps": 2, "guidance_folded": 3.0}}
+    (student / "config.json").write_text(ModelCard(card.model, card.diffusion, info, card.sampling).to_json())
+    shutil.copytree(tiny_model, root / "junk-weights")
+    (root / "junk-weights" / "model.safetensors").write_bytes(b"junk")
+    (root / "no-export").mkdir()
+    (root / "garbage.pth").write_bytes(b"\x00garbage")
+    run_folder = root / "train-run"
+    run_folder.mkdir()
+    (run_folder / "config.json").write_text(
+        json.dumps(TrainConfig(str(tiny_data), str(run_folder)).to_dict())
+    )
+    deep = "[" * 100_000 + "]" * 100_000
+    (root / "deep.json").write_text(deep)
+    (root / "huge.json").write_text(json.dumps([["x" * 50_000_000]]))
+    (root / "four.json").write_text(json.dumps([["red sphere", "cyan cube", "gray cube", "blue cylinder"]]))
+    shutil.copytree(tiny_data, root / "deep-data")
+    (root / "deep-data" / "train.json").write_text(deep)
+    for name, image in (("long-name-data", "x" * 5000), ("escape-data", "../../victim.png")):
+        shutil.copytree(tiny_data, root / name)
+        (root / name / "train.json").write_text(json.dumps({image: ["red sphere"]}))
+    shutil.copytree(tiny_data, root / "bad-split-data")
+    (root / "bad-split-data" / "test.json").write_text("[[")
+    return {
+        "model": tiny_model,
+        "data": tiny_data,
+        "labels": COURSE / "test.json",
+        **{p.stem.replace("-", "_"): p for p in root.iterdir()},
+    }
+
+
+SMALL_RUN = ["--stage-steps", "1", "--batch-size", "2", "--device", "cpu"]
+DISTILL = ["distill", "--model", "{model}", "--data", "{data}", "--out", "{out}", *SMALL_RUN]
+BENCH = ["bench", "--model", "{model}", "--labels-file", "{labels}", "--out", "{out}", "--no-reference"]
+BENCH_TINY = [*BENCH, "--steps", "1", "--seeds", "0", "--device", "cpu"]
+SAMPLE_INTO = ["sample", "--steps", "1", "--out", "{out}", "--device", "cpu"]
+TRAIN_TINY = ["train", "--data", "{data}", "--out", "{out}", "--epochs", "0.1", "--device", "cpu"]
+EVAL_TRAIN = ["evaluator", "train", "--data", "{data}", "--out", "{out}", "--epochs", "1", "--device", "cpu"]
+BEFORE_WORK = [
+    # distill: every value checked before the folding stage and before the run folder exists
+    ([*DISTILL, "--from-steps", "2048"], ("--from-steps 2048", "1000 timesteps")),
+    ([*DISTILL, "--model", "{student}", "--guidance", "2"], ("--guidance 2.0", "3.0 folded in")),
+    ([*DISTILL, "--model", "{student}", "--from-steps", "8"], ("--from-steps 8", "samples with 2 steps")),
+    ([*DISTILL, "--data", "{bad_split_data}"], ("bad-split-data", "test.json", "not valid JSON")),
+    ([*DISTILL, "--model", "{junk_weights}"], ("junk-weights", "model.safetensors", "does not match")),
+    # every backend opened (its package, device and export) before the first image or row
+    (
+        [*BENCH_TINY, "--backend", "torch,ort", "--export-dir", "{no_export}"],
+        ("no .onnx export", "no-export"),
+    ),
+    ([*BENCH_TINY, "--backend", "torch,openvino", "--export-dir", "{no_export}"], ("no .onnx export",)),
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--backend", "ort", "--export-dir", "{no_export}"],
+        ("no .onnx export", "no-export"),
+    ),
+    # comma lists: a value given twice is refused
+    ([*BENCH, "--seeds", "0,0"], ("--seeds 0 is given twice",)),
+    ([*BENCH, "--steps", "4,4"], ("--steps 4 is given twice",)),
+    ([*BENCH, "--sampler", "ddim,dpmpp,ddim"], ("--sampler 'ddim' is given twice",)),
+    ([*BENCH, "--backend", "torch,torch"], ("--backend 'torch' is given twice",)),
+    # a distilled student samples with guidance 1 only
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{student}", "--guidance", "3"],
+        ("--guidance 3.0", "--guidance 1"),
+    ),
+    ([*BENCH, "--model", "{student}", "--guidance", "3"], ("--guidance 3.0", "folded in", "--guidance 1")),
+    # --model names a model folder, not a file in one
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/model.safetensors"],
+        ("not a model folder",),
+    ),
+    ([*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/config.json"], ("config.json", "a file")),
+    # an evaluator given is checked even when the quick evaluation is off
+    (
+        [*TRAIN_TINY, "--evaluator", "{garbage}", "--eval-minutes", "0"],
+        ("garbage.pth", "not a course evaluator"),
+    ),
+    # validation images are never trained on
+    (
+        [*EVAL_TRAIN, "--batch-size", "2", "--validation", "{data}"],
+        ("--validation", "is also given as --data"),
+    ),
+    ([*EVAL_TRAIN, "--batch-size", "2", "--data", "{data}"], ("--data", "is given twice")),
+    # hostile files and values: one short line
+    ([*SAMPLE_INTO, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
+    ([*BENCH, "--labels-file", "{deep}"], ("deep.json", "nested too deeply")),
+    (["data", "check", "--data", "{deep_data}"], ("train.json", "nested too deeply")),
+    (["data", "check", "--data", "{long_name_data}"], ("missing from", "'xxxx")),
+    (
+        ["data", "check", "--data", "{escape_data}"],
+        ("train.json names '../../victim.png'", "not a file inside"),
+    ),
+    ([*SAMPLE_INTO, "--labels", "x" * 100_000], ("unknown object 'xxxx",)),
+    (
+        [*SAMPLE_INTO, "--labels", ", ".join(["red sphere"] * 20_000)],
+        ("repeated object 'red sphere' in --labels",),
+    ),
+    ([*SAMPLE_INTO, "--labels-file", "{huge}"], ("unknown object 'xxxx", "huge.json")),
+    ([*SAMPLE_INTO, "--labels", "red sphere", "--sampler", "x" * 100_000], ("'--sampler': 'xxxx",)),
+    # evaluator train on fewer images than a batch
+    ([*EVAL_TRAIN], ("--batch-size 128", "9 images")),
+    # distill --resume on a training run
+    ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
+]
+
+
+@pytest.mark.parametrize(
+    "args, fragments", BEFORE_WORK, ids=[f"{a[0]} {a[-2]} {a[-1]}"[:50] for a, _ in BEFORE_WORK]
+)
+def test_bad_input_is_refused_before_any_work(tmp_path, inputs, args, fragments):
+    out = tmp_path / "out"
+    before = snapshot(inputs["student"].parent)
+    code, text = run(*(arg.format(**inputs, out=out) for arg in args))
+    assert_refused(code, text, *fragments)
+    assert len(text) < 1000, "user text is quoted capped, and once"
+    assert not out.exists()
+    assert snapshot(inputs["student"].parent) == before
+
+
+def test_bench_warns_of_label_sets_with_more_objects_than_the_model_saw(tmp_path, inputs):
+    args = [*BENCH_TINY, "--labels-file", "{four}"]
+    code, text = run(*(arg.format(**inputs, out=tmp_path / "out") for arg in args))
+    assert code == 0, text
+    assert "warning: a condition names 4 objects" in " ".join(text.split()), text

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from fastddpm.atomic import file_sha256
-from fastddpm.backends import check_backend
+from fastddpm.backends import Backend, check_backend
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
@@ -179,35 +179,54 @@ def environment(config: BenchConfig, device: torch.device, evaluator: Evaluator)
     }
 
 
-def run_bench(
-    config: BenchConfig, command: str, progress: Callable[[int, int, str], None] | None = None
-) -> dict:
-    """Run every configuration; returns the stamped report (config, environment, rows, command) and the seed-0
-    sample grids."""
-    rows_todo = bench_rows(config)
+@dataclass
+class BenchPlan:
+    """A bench run with everything it needs checked and opened: the rows, the device, the evaluator, the
+    schedule and every backend."""
+
+    config: BenchConfig
+    rows: list[tuple[str, str, int]]
+    device: torch.device
+    evaluator: Evaluator
+    schedule: NoiseSchedule
+    backends: dict[str, Backend]
+
+
+def plan_bench(config: BenchConfig) -> BenchPlan:
+    """Check every row's settings and step count, the device, dtype and evaluator, and open every backend (its
+    package, device and export), so that nothing is refused after the first row has run."""
+    rows = bench_rows(config)
     device = resolve_device(config.device)
-    resolve_dtype(config.dtype, device)  # refuse a bad dtype before any work
+    resolve_dtype(config.dtype, device)
     evaluator = Evaluator(config.evaluator, device)
     schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
-    for _, sampler, steps in rows_todo:  # every step count checked before any work
+    for _, sampler, steps in rows:
         SAMPLERS[sampler].check_steps(steps, schedule.num_timesteps)
-    backends, rows, grids = {}, [], {}
+    backends = {
+        name: Pipeline.from_pretrained(
+            config.model_dir, config.device, name, config.dtype, config.export_dir
+        ).backend
+        for name in config.backends
+    }
+    return BenchPlan(config, rows, device, evaluator, schedule, backends)
+
+
+def run_bench(plan: BenchPlan, command: str, progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """Run every configuration; returns the stamped report (config, environment, rows, command) and the seed-0
+    sample grids."""
+    config, rows_todo = plan.config, plan.rows
+    rows, grids = [], {}
     for i, (backend_name, sampler, steps) in enumerate(rows_todo):
         if progress:
             progress(i, len(rows_todo), f"{backend_name} {sampler}-{steps}")
-        if backend_name not in backends:
-            backends[backend_name] = Pipeline.from_pretrained(
-                config.model_dir, config.device, backend_name, config.dtype, config.export_dir
-            ).backend
         settings = row_settings(config, sampler, steps)
-        rows.append(
-            bench_row(backends[backend_name], backend_name, schedule, settings, config, evaluator, grids)
-        )
+        backend = plan.backends[backend_name]
+        rows.append(bench_row(backend, backend_name, plan.schedule, settings, config, plan.evaluator, grids))
     if progress:
         progress(len(rows_todo), len(rows_todo), "done")
     return {
         "config": dataclasses.asdict(config),
-        "environment": environment(config, device, evaluator),
+        "environment": environment(config, plan.device, plan.evaluator),
         "rows": [dataclasses.asdict(r) for r in rows],
         "grids": grids,
         "default_steps": {name: spec.default_steps for name, spec in SAMPLERS.items()},

@@ -1,4 +1,4 @@
-"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run.run_bench -> table and report files."""
+"""`fastddpm bench`: options -> BenchConfig -> fastddpm.bench.run.plan_bench -> run_bench -> table and report files."""
 
 from __future__ import annotations
 
@@ -71,9 +71,10 @@ def bench(
     --eta applies to the DDIM rows only. Accuracy is the mean ± std over the seeds, each split scored in one
     evaluator call as the course does.
     """
-    from fastddpm.bench.run import bench_rows, default_seeds, resolve_splits, run_bench
+    from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits, run_bench
     from fastddpm.bench.report import table, write_report
     from fastddpm.sampling.batch import model_defaults
+    from fastddpm.sampling.job import objects_warning
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
 
@@ -84,12 +85,12 @@ def bench(
     student = card.info.student
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),
-        steps=int_tuple(steps, "--steps", minimum=1)
+        steps=int_tuple(steps, "--steps", minimum=1, unique=True)
         if steps
         else ((own_steps,) if student else BenchConfig.steps),
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
-        seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED)
+        seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED, unique=True)
         if seeds
         else default_seeds(device.value),
         guidance=guidance,
@@ -102,10 +103,13 @@ def bench(
         capture=capture,
         export_dir=str(export_dir),
     )
-    bench_rows(config)  # every row's settings, before any work
+    plan = plan_bench(config)  # everything checked and every backend opened, before any work
+    warning = objects_warning(model_dir, [labels for split in config.splits.values() for labels in split])
     with owned_folder(out):  # the whole run: a second bench would also skew this one's timings
+        if warning:
+            say(f"warning: {warning}")
         cpu_note(device.value)
         with ProgressBar("bench") as bar:
-            report = run_bench(config, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
+            report = run_bench(plan, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
         out_console.print(table(report))
         say(f"results: {write_report(report, out)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from fastddpm.errors import UsageError
+from fastddpm.folders import QUOTE_LIMIT, quote
 
 LOG_WIDTH = 160  # columns when stdout / stderr is not a terminal
+LONG_QUOTED = re.compile(rf"'([^']{{{QUOTE_LIMIT},}})'")
 
 
 def _console(stderr: bool) -> Console:
@@ -76,6 +79,7 @@ class OneLineErrors(typer.core.TyperGroup):
             else:
                 ctx = getattr(err, "ctx", None)
                 message = err.format_message().replace("Value error, ", "")  # pydantic's prefix, noise here
+                message = LONG_QUOTED.sub(lambda m: quote(m.group(1)), message)  # click quotes values whole
                 error_line(f"{message} (see `{ctx.command_path if ctx else 'fastddpm'} --help`)")
             sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
@@ -156,31 +160,43 @@ def exit_if_stopped(result: Any, out: Path) -> None:
 
 
 def int_tuple(
-    text: str, option: str, minimum: int | None = None, maximum: int | None = None
+    text: str, option: str, minimum: int | None = None, maximum: int | None = None, unique: bool = False
 ) -> tuple[int, ...]:
-    """'64,128,128' -> (64, 128, 128); every value within [minimum, maximum] when given."""
+    """'64,128,128' -> (64, 128, 128); every value within [minimum, maximum] when given, each at most once when
+    `unique` (seeds, step counts: a repeat would only rerun the same thing)."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise UsageError(f"{option} takes comma-separated integers like 64,128,128; got {text!r}") from None
+        raise UsageError(
+            f"{option} takes comma-separated integers like 64,128,128; got {quote(text)}"
+        ) from None
     if not values:
-        raise UsageError(f"{option} needs at least one integer; got {text!r}")
+        raise UsageError(f"{option} needs at least one integer; got {quote(text)}")
     low = [v for v in values if minimum is not None and v < minimum]
     if low:
         raise UsageError(f"{option} {low[0]} is out of range: each value must be >= {minimum}")
     high = [v for v in values if maximum is not None and v > maximum]
     if high:
         raise UsageError(f"{option} {high[0]} is out of range: each value must be <= {maximum}")
+    if unique:
+        refuse_repeats(values, option, str)
     return values
 
 
 def csv(text: str, option: str, choices: tuple[str, ...]) -> tuple[str, ...]:
-    """'ddim,dpmpp' -> ('ddim', 'dpmpp'), each one of `choices`."""
+    """'ddim,dpmpp' -> ('ddim', 'dpmpp'), each one of `choices`, each at most once."""
     values = tuple(v.strip() for v in text.split(",") if v.strip())
     for value in values or (text,):
         if value not in choices:
-            raise UsageError(f"{option} {value!r} is not one of {', '.join(choices)}")
+            raise UsageError(f"{option} {quote(value)} is not one of {', '.join(choices)}")
+    refuse_repeats(values, option, quote)
     return values
+
+
+def refuse_repeats(values: tuple, option: str, show: Callable[[object], str]) -> None:
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise UsageError(f"{option} {show(repeated[0])} is given twice; give each value once")
 
 
 def cpu_note(device: str) -> None:

@@ -20,7 +20,13 @@ Data = Annotated[
 ]
 ToSteps = Annotated[int, option("Run", "DDIM steps of the final student.", min=1)]
 FromSteps = Annotated[
-    int, option("Run", "DDIM steps of the guidance-folded teacher at the first halving.", min=2)
+    Optional[int],
+    option(
+        "Run",
+        "DDIM steps of the guidance-folded teacher at the first halving (at most its schedule's timesteps).",
+        min=2,
+        show_default=f"{DistillConfig.from_steps}; a student teacher's own steps",
+    ),
 ]
 Guidance = Annotated[
     Optional[float],
@@ -28,7 +34,7 @@ Guidance = Annotated[
         "Run",
         "Guidance scale folded into the student (which samples with 1).",
         min=1.0,
-        show_default="the teacher card's (2 unless tuned on validation sets)",
+        show_default="the teacher card's (2 unless tuned on validation sets); a student teacher's folded scale",
     ),
 ]
 Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget, shared evenly by the stages.")]
@@ -48,7 +54,7 @@ def distill(
     model: ModelDir = None,
     data: Data = None,
     to_steps: ToSteps = DistillConfig.to_steps,
-    from_steps: FromSteps = DistillConfig.from_steps,
+    from_steps: FromSteps = None,
     guidance: Guidance = None,
     minutes: Minutes = DistillConfig.minutes,
     resume: Resume = False,
@@ -63,12 +69,13 @@ def distill(
     from-steps -> ... -> to-steps. The student is an ordinary model folder (OUT/model) that sample, bench and
     export take as they are, at its own step count by default. Stops and resumes like train."""
     from fastddpm.distill.method import distill as run_distill
+    from fastddpm.distill.run import teacher_settings
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
 
     teacher = model or default_model_dir()
     card = load_card(teacher)
-    student = card.info.student  # distilling a student further: its guidance is folded in already
+    from_steps, guidance, fold_guidance = teacher_settings(card, from_steps, guidance)
     if data is None and not card.info.data:
         raise UsageError(
             f"{teacher}'s card names no training set; pass --data DIR (the images to distill on)"
@@ -78,11 +85,9 @@ def distill(
         data=str(data) if data else card.info.data,
         out=str(out),
         to_steps=to_steps,
-        from_steps=student.steps if student else from_steps,
-        guidance=student.guidance_folded
-        if student
-        else (card.sampling.guidance if guidance is None else guidance),
-        fold_guidance=student is None,
+        from_steps=from_steps,
+        guidance=guidance,
+        fold_guidance=fold_guidance,
         stage_steps=stage_steps,
         minutes=minutes,
         batch_size=batch_size,

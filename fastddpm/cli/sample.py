@@ -127,11 +127,11 @@ def sample(
         if trajectory
         else None,
     )
-    warning = objects_warning(job)
+    pipe = Pipeline.from_pretrained(model, device.value, backend.value, dtype.value, export_dir)
+    warning = objects_warning(model, [*job.labels, job.trajectory_labels or []])
     if warning:
         say(f"warning: {warning}")
     cpu_note(device.value)
-    pipe = Pipeline.from_pretrained(model, device.value, backend.value, dtype.value, export_dir)
     with ProgressBar("sample") as bar:
         record = run_sample(job, pipe, progress=bar)
     replaced = (

@@ -147,7 +147,9 @@ def train(
     model = ModelConfig(
         patch_size=patch,
         block_channels=int_tuple(channels, "--channels", minimum=1),
-        attention_levels=int_tuple(attention, "--attention", minimum=0) if attention.strip() else (),
+        attention_levels=int_tuple(attention, "--attention", minimum=0, unique=True)
+        if attention.strip()
+        else (),
         conditioning=conditioning.value,
     )
     config = TrainConfig(

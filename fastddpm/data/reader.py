@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastddpm import atomic
+from fastddpm import atomic, folders
 from fastddpm.conditions import LabelList, check_objects_file, multi_hot, read_test_labels, read_train_labels
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 
 IMAGE_SIZE = 64
 CACHE_NAME = ".fastddpm_cache_64.safetensors"
@@ -89,6 +90,13 @@ def fingerprint(root: Path, names: list[str]) -> str:
     return digest.hexdigest()
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say: not there either
+        return False
+
+
 def cache_path(root: Path) -> Path:
     """ROOT/.fastddpm_cache_64.safetensors, or a per-folder file under ~/.cache/fastddpm when ROOT is read-only."""
     if os.access(root, os.W_OK):
@@ -120,11 +128,11 @@ def load_dataset(
         if current:
             return Dataset(load_file(str(path))["images"], labels, names)
 
-    files = [root / "iclevr" / n for n in names]
-    bad = [str(f.name) for f in files if not f.is_file()]
+    files = [folders.inside(root / "iclevr", n, root / "train.json") for n in names]
+    bad = [quote(f.name) for f in files if not _is_file(f)]
     if bad:
         raise UsageError(
-            f"{len(bad)} images listed in train.json are missing from {root / 'iclevr'}, e.g. {bad[:5]}"
+            f"{len(bad)} images listed in train.json are missing from {root / 'iclevr'}, e.g. {', '.join(bad[:5])}"
         )
     images = np.empty((len(files), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     unreadable: list[str] = []

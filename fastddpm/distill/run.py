@@ -22,10 +22,50 @@ from fastddpm.card import StudentInfo
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.quick import QuickEval
+
+
+def teacher_settings(
+    card: ModelCard, from_steps: int | None, guidance: float | None
+) -> tuple[int, float, bool]:
+    """(from_steps, guidance, fold_guidance) for distilling the model of `card`, filling what was not given: a
+    teacher that is itself a student halves from its own steps with its folded scale (other values are refused);
+    any other teacher folds `guidance` (default: its card's) and halves from `from_steps`."""
+    student = card.info.student
+    if not student:
+        steps = DistillConfig.from_steps if from_steps is None else from_steps
+        return steps, card.sampling.guidance if guidance is None else guidance, True
+    if guidance not in (None, student.guidance_folded):
+        raise UsageError(
+            f"--guidance {guidance}: this teacher is a student with guidance {student.guidance_folded} folded "
+            "in; leave --guidance out"
+        )
+    if from_steps not in (None, student.steps):
+        raise UsageError(
+            f"--from-steps {from_steps}: this teacher is a student that samples with {student.steps} steps, "
+            "where the halving starts; leave --from-steps out"
+        )
+    return student.steps, student.guidance_folded, False
+
+
+def saved_config(out: Path) -> DistillConfig:
+    """The config of the distillation in `out` (that folder, wherever it was made), or one line saying why not."""
+    saved = out / "config.json"
+    if not saved.is_file():
+        raise UsageError(f"--resume: {quote(out)} holds no config.json of an earlier distillation")
+    try:
+        config = DistillConfig(**json.loads(saved.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, TypeError) as err:
+        raise UsageError(
+            f"--resume: {quote(out)} is not a distill run: its config.json is no distill config "
+            f"({type(err).__name__}); a training run continues with `fastddpm train --resume`"
+        ) from None
+    config.validate()
+    return dataclasses.replace(config, out=str(out))
 
 
 class DistillRun:
@@ -34,6 +74,13 @@ class DistillRun:
         self.device = resolve_device(config.device)
         self.card = load_card(config.model)
         self.teacher_sha256 = checkpoint_sha256(config.model)
+        # one quick evaluation per stage, made first: a bad test split in the data folder stops the run before any work
+        self.quick_evals = {
+            steps: QuickEval(
+                config.data, self.card.diffusion, self.device, steps or config.from_steps, 1.0, None
+            )
+            for steps in config.stages()
+        }
         data = load_dataset(config.data)
         self.images, self.labels = data.images.to(self.device), data.labels.to(self.device)
         self.schedule = NoiseSchedule.from_config(self.card.diffusion).to(self.device)
@@ -48,21 +95,20 @@ class DistillRun:
 
     @classmethod
     def start(cls, config: DistillConfig, resume: bool) -> DistillRun:
-        """With the run folder owned (distill() checks it, then holds its lock): on --resume the saved config
-        rules (but for where the run lives); else refuse a folder that already holds a run."""
+        """Check everything before any work, with the run folder owned (distill() checks it, then holds its
+        lock): on --resume the saved config rules (but for where the run lives); else refuse a folder that
+        already holds a run."""
         out = Path(config.out)
         if resume:
-            saved = out / "config.json"
-            if not saved.is_file():
-                raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier distillation")
-            config = dataclasses.replace(DistillConfig(**json.loads(saved.read_text())), out=str(out))
+            config = saved_config(out)
             tensors, meta = read_training_state(out / CHECKPOINT_NAME)
             return cls(config, meta, tensors)
+        _, card = load_model(config.model)  # the teacher's weights load, before anything is written
+        config.validate(card.diffusion.timesteps)
         if (out / "config.json").exists():
             raise UsageError(
                 f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
             )
-        load_card(config.model)  # a model folder, before anything is written
         run = cls(config, None, None)
         atomic.write_json(out / "config.json", dataclasses.asdict(config))
         run.log(
@@ -140,7 +186,7 @@ class DistillRun:
         info = dataclasses.replace(self.card.info, student=student)
         card = ModelCard(self.card.model, self.card.diffusion, info)
         save_model(stage_folder(self.out, stage.steps), stage.student.net, card, dtype=torch.float32)
-        quick = QuickEval(self.config.data, self.card.diffusion, self.device, steps, 1.0, None)
+        quick = self.quick_evals[stage.steps]
         self.log(
             stage=stage.index,
             student_steps=steps,

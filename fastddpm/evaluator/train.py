@@ -106,6 +106,11 @@ def _train_into(
     # the starting network is loaded (a clear message if it is not an evaluator) before the data loads
     start = Evaluator(config.init, option="--init").model if config.init else None
     train = _combined(config.data)
+    if len(train.names) < config.batch_size:  # an epoch would hold no step
+        raise UsageError(
+            f"--batch-size {config.batch_size} is more than the {len(train.names)} images in --data; give "
+            f"--batch-size {len(train.names)} or less"
+        )
     validation = load_dataset(config.validation) if config.validation else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

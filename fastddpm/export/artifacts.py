@@ -42,8 +42,8 @@ def read_sidecar(artifact: Path) -> dict:
         )
     try:
         record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{str(path)!r} is not a fastddpm export sidecar ({err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise UsageError(f"{str(path)!r} is not a fastddpm export sidecar ({type(err).__name__})") from None
     if not isinstance(record, dict) or "checkpoint_sha256" not in record:
         raise UsageError(f"{str(path)!r} is not a fastddpm export sidecar (no checkpoint_sha256)")
     return record

@@ -85,15 +85,15 @@ class SampleJob:
     trajectory_labels: LabelList | None = None  # None: no strip
 
 
-def objects_warning(job: SampleJob) -> str | None:
+def objects_warning(model_dir: Path, conditions: list[LabelList]) -> str | None:
     """A note when a condition names more objects than the model's training scenes held (drawn anyway: the
-    model may still place them, but nothing trained it to)."""
-    render = load_card(job.model_dir).info.render
+    model may still place them, but nothing trained it to); `sample` and `bench` print it."""
+    render = load_card(model_dir).info.render
     trained = render.max_objects if render and render.max_objects else ICLEVR_MAX_OBJECTS
-    most = max(len(labels) for labels in [*job.labels, job.trajectory_labels or []])
+    most = max(len(labels) for labels in conditions)
     if most <= trained:
         return None
-    return f"a condition names {most} objects; {job.model_dir} was trained on scenes of 1 to {trained}"
+    return f"a condition names {most} objects; {model_dir} was trained on scenes of 1 to {trained}"
 
 
 def claim_folder(out: Path) -> list[str]:
@@ -106,7 +106,7 @@ def claim_folder(out: Path) -> list[str]:
     record = out / RECORD_NAME
     try:
         owned = json.loads(record.read_text())["files"] if record.is_file() else None
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         owned = None
     if owned is not None and not isinstance(owned, list):
         raise UsageError(f'{record} has "files" of type {type(owned).__name__}; a list of names is expected')

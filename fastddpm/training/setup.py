@@ -27,6 +27,7 @@ from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
 from fastddpm.model import ConditionalUNet, EpsilonModel, TrainingForm, count_parameters
 from fastddpm.schedule import NoiseSchedule
+from fastddpm.evaluator.network import Evaluator
 from fastddpm.evaluator.quick import QuickEval
 
 
@@ -104,11 +105,13 @@ def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
     wherever it was made: a copied run continues in the copy), else refuse a folder that already holds a run."""
     out = Path(config.out)
     if resume:
-        return load_run_config(out, config)
-    if (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
+        config = load_run_config(out, config)
+    elif (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
         raise UsageError(
             f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
         )
+    if config.evaluator is not None:  # an evaluator given is checked now, even with the quick evaluation off
+        Evaluator(config.evaluator, option="--evaluator")
     return config
 
 
@@ -119,8 +122,10 @@ def load_run_config(out: Path, config: TrainConfig) -> TrainConfig:
         raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier run")
     try:
         saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise UsageError(f"--resume: {str(saved_path)!r} is not a fastddpm run config ({err})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise UsageError(
+            f"--resume: {str(saved_path)!r} is not a fastddpm run config ({type(err).__name__})"
+        ) from None
     if saved.model != config.model or saved.diffusion != config.diffusion:
         raise UsageError(
             f"--resume: {out} was trained with model {saved.model} and diffusion {saved.diffusion}; "
