@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 from pathlib import Path
@@ -298,13 +300,14 @@ def inputs(tmp_path_factory, tiny_model, tiny_data) -> dict[str, Path]:
     import shutil
 
     from conftest import make_tiny_model
+    from fastddpm.card import StudentInfo
     from fastddpm.configs import TrainConfig
     from fastddpm.model import ModelCard, load_card
 
     root = tmp_path_factory.mktemp("inputs")
     student = make_tiny_model(root / "student")
     card = load_card(student)
-    info = {**card.info, "student": {"sampler": "ddim", "steps": 2, "guidance_folded": 3.0}}
+    info = dataclasses.replace(card.info, student=StudentInfo(sampler="ddim", steps=2, guidance_folded=3.0))
     (student / "config.json").write_text(ModelCard(card.model, card.diffusion, info, card.sampling).to_json())
     shutil.copytree(tiny_model, root / "junk-weights")
     (root / "junk-weights" / "model.safetensors").write_bytes(b"junk")

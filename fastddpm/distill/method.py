@@ -135,10 +135,12 @@ def distill(
     config: DistillConfig, resume: bool = False, progress=None, step_limit: int | None = None
 ) -> TrainResult:
     """Run (or resume) every stage; the result's model_dir is the final student (None when stopped early)."""
-    from fastddpm.distill.run import DistillRun
+    from fastddpm.distill.run import DistillRun, saved_config
 
     config.validate()
     atomic.check_output_folder(config.out)  # before any work, and before the lock creates the folder's parent
+    if resume:
+        saved_config(Path(config.out))  # a folder that holds no distill run is refused before its lock is taken
     with atomic.owned_folder(config.out):
         run = DistillRun.start(config, resume)
         with StopRequest() as stop:
