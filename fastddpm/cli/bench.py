@@ -81,12 +81,11 @@ def bench(
     model_dir = model or default_model_dir()
     card = load_card(model_dir)
     _, own_steps, guidance = model_defaults(card, "ddim", None, guidance)
-    student = card.info.student
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),
         steps=int_tuple(steps, "--steps", minimum=1)
         if steps
-        else ((own_steps,) if student else BenchConfig.steps),
+        else ((own_steps,) if card.info.student else BenchConfig.steps),
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
         seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED)

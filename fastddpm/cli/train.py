@@ -11,7 +11,8 @@ import typer
 
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
-from fastddpm.configs import TRAIN_PRESETS, DiffusionConfig, ModelConfig, TrainConfig, apply_preset
+from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
+from fastddpm.presets import TRAIN_PRESETS, apply_preset
 from fastddpm.defaults import MAX_BATCH, MAX_SEED
 
 
@@ -24,7 +25,7 @@ Preset = Annotated[
     str,
     option(
         "Run",
-        f"Named starting configuration ({', '.join(TRAIN_PRESETS)}; see fastddpm.configs.TRAIN_PRESETS); "
+        f"Named starting configuration ({', '.join(TRAIN_PRESETS)}; see fastddpm.presets.TRAIN_PRESETS); "
         "options given explicitly override it.",
     ),
 ]
@@ -94,6 +95,16 @@ def explicit_fields(ctx: typer.Context) -> frozenset[str]:
     return frozenset(OPTION_FIELDS.get(name, name) for name in given)
 
 
+def model_config(channels: str, attention: str, patch: int, conditioning: Conditioning) -> ModelConfig:
+    """The network's architecture from --channels, --attention, --patch and --conditioning."""
+    return ModelConfig(
+        patch_size=patch,
+        block_channels=int_tuple(channels, "--channels", minimum=1),
+        attention_levels=int_tuple(attention, "--attention", minimum=0) if attention.strip() else (),
+        conditioning=conditioning.value,
+    )
+
+
 def launch_torchrun(gpus: int, argv: list[str]) -> int:
     """`fastddpm train --gpus N ...` -> `torchrun --nproc-per-node N -m fastddpm train ...` (without --gpus)."""
     args, skip_value = [], False
@@ -144,12 +155,6 @@ def train(
 
     if gpus > 1:
         raise typer.Exit(launch_torchrun(gpus, sys.argv[1:]))
-    model = ModelConfig(
-        patch_size=patch,
-        block_channels=int_tuple(channels, "--channels", minimum=1),
-        attention_levels=int_tuple(attention, "--attention", minimum=0) if attention.strip() else (),
-        conditioning=conditioning.value,
-    )
     config = TrainConfig(
         data=str(data),
         out=str(out),
@@ -166,13 +171,11 @@ def train(
         seed=seed,
         eval_minutes=eval_minutes,
         evaluator=str(evaluator) if evaluator else None,
-        model=model,
+        model=model_config(channels, attention, patch, conditioning),
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
     config = apply_preset(config, preset, explicit_fields(ctx))
     with ProgressBar("train") as bar:
         result = run_training(config, resume=resume, progress=bar)
     exit_if_stopped(result, out)
-    say(
-        f"finished at step {result.step}: EMA model in {result.model_dir}; metrics in {out / 'metrics.jsonl'}"
-    )
+    say(f"finished at step {result.step}: EMA model in {result.model_dir}; metrics {out / 'metrics.jsonl'}")
