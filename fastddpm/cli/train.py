@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.presets import TRAIN_PRESETS, apply_preset
-from fastddpm.defaults import MAX_BATCH, MAX_SEED
 
 
-Data = Annotated[Path, option("Run", "i-CLEVR folder in the course layout (`data render` makes one).")]
-Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")]
+Data = options.data("Run", "i-CLEVR folder in the course layout (`data render` makes one).")
+Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")
 Epochs = Annotated[float, option("Run", "Length of the LR schedule in passes over the data.")]
-Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget; the LR schedule follows it.")]
-Resume = Annotated[bool, option("Run", "Continue the run in --out (that folder, even if copied or moved).")]
+Minutes = options.minutes("Wall-clock budget; the LR schedule follows it.")
+Resume = options.resume("Continue the run in --out (that folder, even if copied or moved).")
 Preset = Annotated[
     str,
     option(
@@ -30,20 +29,11 @@ Preset = Annotated[
     ),
 ]
 Gpus = Annotated[int, option("Run", "Launch torchrun with this many processes (DDP).", min=1)]
-DeviceOpt = Annotated[Device, option("Run", "auto takes the GPU when there is one.")]
-BatchSize = Annotated[
-    Optional[int],
-    option(
-        "Optimisation",
-        "Images per step per process.",
-        min=1,
-        max=MAX_BATCH,
-        show_default="256 on CUDA, 32 on a CPU",
-    ),
-]
-Lr = Annotated[
-    float, option("Optimisation", "Peak learning rate (AdamW, warm-up then cosine), > 0.", min=0.0)
-]
+DeviceOpt = options.device("Run")
+BatchSize = options.batch_size(
+    "Optimisation", "Images per step per process.", optional=True, show_default="256 on CUDA, 32 on a CPU"
+)
+Lr = options.lr("Optimisation", "Peak learning rate (AdamW, warm-up then cosine), > 0.")
 Ema = Annotated[bool, option("Optimisation", "Keep an EMA of the weights (what gets shipped).")]
 CondDrop = Annotated[
     float, option("Optimisation", "Share of null conditions, for guidance; in [0, 1).", min=0.0, max=1.0)
@@ -51,7 +41,7 @@ CondDrop = Annotated[
 Hflip = Annotated[
     bool, option("Optimisation", "Mirror half the training images left-right (labels have no positions).")
 ]
-Seed = Annotated[int, option("Optimisation", "Seed of init, batches and noise.", min=0, max=MAX_SEED)]
+Seed = options.seed("Optimisation", "Seed of init, batches and noise.")
 Compile = Annotated[
     Optional[bool],
     option("Speed", "torch.compile the model.", "--compile/--no-compile", show_default="on CUDA"),
@@ -71,9 +61,7 @@ ConditioningOpt = Annotated[
     option("Model", "multihot (embedding added to the timestep's) or tokens (cross-attention)."),
 ]
 EvalMinutes = Annotated[float, option("Evaluation", "Minutes between quick evaluations (0: off).", min=0.0)]
-Evaluator = Annotated[
-    Optional[Path], option("Evaluation", "Evaluator for the quick evaluations (default: the stand-in).")
-]
+Evaluator = options.evaluator("Evaluation", "Evaluator for the quick evaluations (default: the stand-in).")
 
 
 # CLI parameter -> the TrainConfig field it sets, where the names differ (the keys of TRAIN_PRESETS)
