@@ -4,15 +4,12 @@ per-stage optimiser, check-ins (log, checkpoint), stop and resume bit for bit, a
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from fastddpm import atomic
 from fastddpm.training.checkpoint import (
-    CHECKPOINT_NAME,
     TrainCounters,
     read_training_state,
     restore_training_state,
@@ -21,16 +18,17 @@ from fastddpm.training.checkpoint import (
 from fastddpm.card import StudentInfo
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
-from fastddpm.errors import UsageError
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.quick import QuickEval
+from fastddpm.training.run_folder import RunFolder
 
 
 class DistillRun:
     def __init__(self, config: DistillConfig, meta: dict | None, tensors: dict | None) -> None:
         self.config, self.out = config, Path(config.out)
+        self.folder = RunFolder(config.out, "distillation")
         self.device = resolve_device(config.device)
         self.card = load_card(config.model)
         self.teacher_sha256 = checkpoint_sha256(config.model)
@@ -50,34 +48,23 @@ class DistillRun:
     def start(cls, config: DistillConfig, resume: bool) -> DistillRun:
         """With the run folder owned (distill() checks it, then holds its lock): on --resume the saved config
         rules (but for where the run lives); else refuse a folder that already holds a run."""
-        out = Path(config.out)
+        folder = RunFolder(config.out, "distillation")
         if resume:
-            saved = out / "config.json"
-            if not saved.is_file():
-                raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier distillation")
-            config = dataclasses.replace(DistillConfig(**json.loads(saved.read_text())), out=str(out))
-            tensors, meta = read_training_state(out / CHECKPOINT_NAME)
-            return cls(config, meta, tensors)
-        if (out / "config.json").exists():
-            raise UsageError(
-                f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
-            )
+            saved = folder.saved_config(lambda fields: DistillConfig(**fields))
+            tensors, meta = read_training_state(folder.checkpoint_path)
+            return cls(dataclasses.replace(saved, out=str(folder.path)), meta, tensors)
+        folder.claim_new()
         load_card(config.model)  # a model folder, before anything is written
         run = cls(config, None, None)
-        atomic.write_json(out / "config.json", dataclasses.asdict(config))
+        folder.write_config(dataclasses.asdict(config))
+        folder.restart_log()
         run.log(
             event="start", teacher=config.model, teacher_sha256=run.teacher_sha256, stages=config.stages()
         )
         return run
 
     def log(self, **fields) -> None:
-        record = {
-            "step": self.counters.step,
-            "train_seconds": round(self.counters.train_seconds, 2),
-            **fields,
-        }
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.folder.log(self.counters, **fields)
 
     def open_stage(self, index: int):
         """The stage's teacher, and its student initialised from that teacher (or from the checkpoint)."""
@@ -111,7 +98,7 @@ class DistillRun:
         state = {**dataclasses.asdict(self.config), "stage": self.stage_index, "stage_step": self.stage_step}
         state["stage_seconds"] = self.stage_seconds
         save_training_state(
-            self.out / CHECKPOINT_NAME,
+            self.folder.checkpoint_path,
             stage.student.net,
             None,
             self.optimizer,
