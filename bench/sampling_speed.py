@@ -60,7 +60,7 @@ def flops_per_image(backend_fn, device) -> float:
     return counter.get_total_flops()
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="CPU smoke run")
     parser.add_argument("--checkpoint", type=Path, default=default_model_dir())
@@ -68,16 +68,14 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="folder for the JSON (default bench/results)"
     )
-    args = parser.parse_args()
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    split, big = (2, 4) if args.quick else (32, 4096)
-    steps_of = (lambda steps: min(steps, 2)) if args.quick else (lambda steps: steps)
-    cond = torch.eye(24, device=device)[torch.arange(split) % 24]
-    rows = []
+    return parser.parse_args()
 
+
+def baseline_rows(args, device: torch.device, cond: torch.Tensor, steps_of) -> list[dict]:
+    """The course-style baseline run the course way: one row per scheduler."""
     # the smoke run's baseline is the same architecture at toy width: its latency means nothing there
     baseline = (CourseUNet((32, 32, 32, 32)) if args.quick else CourseUNet()).to(device).eval()
+    rows = []
     for sampler, steps in (("ddpm", steps_of(1000)), ("ddim", steps_of(50))):
         times = time_ms(
             course_way(baseline, steps, cond, sampler),
@@ -92,12 +90,14 @@ def main() -> None:
             }
         )
         print(rows[-1])
+    return rows
 
-    schedule = NoiseSchedule(linear_betas())
-    backend = open_backend(
-        "compile" if cuda else "torch", args.checkpoint, device, resolve_dtype("auto", device)
-    )
-    seeds = image_seeds(0, split)
+
+def fastddpm_rows(args, backend, schedule, device: torch.device, cond: torch.Tensor, steps_of) -> list[dict]:
+    """The shipped model, one split per run: one row per sampler and step count."""
+    cuda = device.type == "cuda"
+    split, seeds = cond.shape[0], image_seeds(0, cond.shape[0])
+    rows = []
     ours = (("ddpm", 1000), ("ddim", 50), ("ddim", 20), ("dpmpp", 10), ("dpmpp", 5))
     for sampler, steps in ((name, steps_of(n)) for name, n in ours):
         settings = SampleSettings(sampler, steps, guidance=2.0, batch_size=split)
@@ -115,7 +115,12 @@ def main() -> None:
             }
         )
         print(rows[-1])
+    return rows
 
+
+def throughput(args, backend, schedule, device: torch.device, big: int, steps_of) -> dict:
+    """`big` images with DDIM-20 in chunks of up to 512: images/s and model FLOP utilisation."""
+    cuda = device.type == "cuda"
     flops = flops_per_image(backend, device)
     big_steps = steps_of(20)
     settings = SampleSettings("ddim", big_steps, guidance=2.0, batch_size=min(big, 512))
@@ -131,7 +136,7 @@ def main() -> None:
     )["median"]
     images_per_s = big / (ms / 1000)
     achieved = flops * 2 * big_steps * big / (ms / 1000) / 1e12  # two network rows per image (guidance)
-    throughput = {
+    return {
         "images": big,
         "sampler": f"ddim-{big_steps}",
         "images_per_second": images_per_s,
@@ -141,14 +146,30 @@ def main() -> None:
         "peak_tflops": H200_BF16_PEAK_TFLOPS,
         "peak_source": "H200 bf16 dense, measured on an 8192^3 matmul (../shared/device/README.md)",
     }
-    print(throughput)
+
+
+def main() -> None:
+    args = parse_args()
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    split, big = (2, 4) if args.quick else (32, 4096)
+    steps_of = (lambda steps: min(steps, 2)) if args.quick else (lambda steps: steps)
+    cond = torch.eye(24, device=device)[torch.arange(split) % 24]
+    rows = baseline_rows(args, device, cond, steps_of)
+    schedule = NoiseSchedule(linear_betas())
+    backend = open_backend(
+        "compile" if cuda else "torch", args.checkpoint, device, resolve_dtype("auto", device)
+    )
+    rows += fastddpm_rows(args, backend, schedule, device, cond, steps_of)
+    speed = throughput(args, backend, schedule, device, big, steps_of)
+    print(speed)
     save(
         "sampling_speed",
         {
             "device": device_name(device),
             "split_images": split,
             "rows": rows,
-            "throughput": throughput,
+            "throughput": speed,
             "checkpoint": str(args.checkpoint),
         },
         args.out,

@@ -30,7 +30,7 @@ from fastddpm.training.loop import ema_update  # noqa: E402
 from fastddpm.training.setup import default_batch_size  # noqa: E402
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", action="store_true", help="the course-style 64M UNet2DModel")
@@ -42,7 +42,12 @@ def main() -> None:
     parser.add_argument("--amp", choices=["bf16", "off"], default="bf16" if cuda else "off")
     parser.add_argument("--steps", type=int, default=50 if cuda else 5)
     parser.add_argument("--warmup", type=int, default=10 if cuda else 1)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    args = parse_args()
     device = torch.device("cuda" if cuda else "cpu")
     config = ModelConfig(conditioning=args.conditioning)
     net = (CourseUNet() if args.baseline else ConditionalUNet(config)).to(device)

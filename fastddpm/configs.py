@@ -133,40 +133,6 @@ class TrainConfig:
             raise UsageError(f"--eval-minutes {self.eval_minutes} is out of range: a number >= 0 (0: off)")
 
 
-# Named starting points of `fastddpm train --preset NAME`: the TrainConfig fields each one changes from the
-# defaults above ("model.<field>" for ModelConfig's). Options given explicitly override a preset's values.
-TRAIN_PRESETS: dict[str, dict[str, object]] = {
-    # The defaults themselves: the configuration the shipped CPU model was trained with (4.76M parameters).
-    "cpu": {},
-    # Provisional until the recipe ablation concludes: chosen from the GPU machine's measurements
-    # (../shared/device/README.md), not from a training comparison. At batch 32-64 on an H100 / H200 a UNet of
-    # 15-17M parameters costs the same 3.1 ms per compiled call as one of a third the FLOPs, because GroupNorm,
-    # SiLU and small convolutions are bound by launches and memory traffic, not arithmetic; so the GPU affords a
-    # wider model on finer 2x2 patches (the UNet runs at 32x32 instead of 16x16), batch 256, bf16 and compile.
-    # Attention stays at 8x8 and 4x4 (attention at 16x16 bought no speed there, measured on a 26.6M UNet).
-    "gpu": {
-        "batch_size": 256,
-        "amp": "bf16",
-        "compile": True,
-        "eval_minutes": 1.0,
-        "model.patch_size": 2,
-        "model.block_channels": (64, 128, 256, 256),
-        "model.attention_levels": (2, 3),
-    },
-}
-
-
-def apply_preset(config: TrainConfig, name: str, explicit: frozenset[str] = frozenset()) -> TrainConfig:
-    """`config` with preset `name`'s settings, except the fields in `explicit` (same names as TRAIN_PRESETS'
-    keys): those were given on the command line and keep config's values."""
-    if name not in TRAIN_PRESETS:
-        raise UsageError(f"--preset {name!r} is not one of {', '.join(TRAIN_PRESETS)}")
-    chosen = {k: v for k, v in TRAIN_PRESETS[name].items() if k not in explicit}
-    model = {k.removeprefix("model."): v for k, v in chosen.items() if k.startswith("model.")}
-    train = {k: v for k, v in chosen.items() if not k.startswith("model.")}
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model), **train)
-
-
 @dataclass(frozen=True)
 class SampleSettings:
     """How one denoising run goes; checked when built (the step count's upper bound once the schedule is known)."""

@@ -408,7 +408,7 @@ BEFORE_WORK = [
     # evaluator train on fewer images than a batch
     ([*EVAL_TRAIN], ("--batch-size 128", "9 images")),
     # distill --resume on a training run
-    ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a distill run")),
+    ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a fastddpm distillation config")),
 ]
 
 

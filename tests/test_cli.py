@@ -113,3 +113,31 @@ def test_help_does_not_import_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def every_option(command=None, path=()):
+    """(command path, click option) for every option of every command of the app."""
+    import typer
+
+    command = command or typer.main.get_command(app)
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from every_option(sub, (*path, name))
+    if not hasattr(command, "commands"):
+        for param in command.params:
+            yield " ".join(path), param
+
+
+@pytest.mark.parametrize(
+    "flag, low, high",
+    [("--seed", 0, 2**32 - 1), ("--batch-size", 1, 65_536), ("--lr", 0.0, None)],
+)
+def test_a_shared_option_takes_the_same_range_in_every_command(flag, low, high):
+    found = {path: (param.min, param.max) for path, param in every_option() if flag in param.opts}
+    assert len(found) >= 3, found
+    assert set(found.values()) == {(low, high)}, found
+
+
+@pytest.mark.parametrize("flag", ["--seed", "--device", "--out", "--batch-size"])
+def test_a_shared_option_keeps_its_own_help_per_command(flag):
+    helps = {path: param.help for path, param in every_option() if flag in param.opts}
+    assert all(helps.values()) and len(set(helps.values())) > 1, helps

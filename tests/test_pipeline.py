@@ -84,7 +84,9 @@ def test_bad_input_raises_value_error_naming_it(pipe, kwargs, message):
 
 
 def test_unknown_backend_is_a_value_error(tiny_model):
-    with pytest.raises(ValueError, match="--backend 'tensorflow' is not one of torch, compile, ort, openvino, trt"):
+    with pytest.raises(
+        ValueError, match="--backend 'tensorflow' is not one of torch, compile, ort, openvino, trt"
+    ):
         fastddpm.Pipeline.from_pretrained(tiny_model, device="cpu", backend="tensorflow")
 
 

@@ -265,7 +265,7 @@ def test_sigterm_saves_and_exits_143_within_seconds(tiny_data, tmp_path):
 
 
 def test_a_preset_sets_its_fields_and_explicit_options_win():
-    from fastddpm.configs import apply_preset
+    from fastddpm.presets import apply_preset
     from fastddpm.errors import UsageError
 
     base = TrainConfig(data="d", out="o", lr=1e-3)

@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from campaign.parts import PartsMismatch, unpack_model
 from campaign.summary import markdown
 
 from fastddpm.atomic import file_sha256
@@ -67,21 +68,11 @@ def collect(folder: Path, results: Path = RESULTS, candidate: Path = CANDIDATE) 
             tar.extractall(stage, filter="data")
         (stage / "SUMMARY.md").write_text(markdown(record))
         if parts:
-            extract_model(folder, parts, Path(staging), candidate)
+            try:
+                unpack_model(folder, parts, Path(staging), candidate)
+            except PartsMismatch as err:
+                return fail(str(err))
         stage.rename(dest)
     print(markdown(record))
     print(f"filed in {dest}" + (f"; model in {candidate}" if parts else ""))
     return 0
-
-
-def extract_model(folder: Path, parts: dict, staging: Path, candidate: Path) -> None:
-    whole = staging / "model.tar"
-    with whole.open("wb") as sink:
-        for part in parts["files"]:
-            sink.write((folder / part["name"]).read_bytes())
-    if file_sha256(whole) != parts["tar_sha256"]:
-        raise SystemExit(fail("the model parts do not reassemble into the model.tar the GPU machine wrote"))
-    with tarfile.open(whole) as tar:
-        tar.extractall(staging, filter="data")
-    candidate.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(staging / "model", candidate)

@@ -25,11 +25,11 @@ from campaign.context import (
     log_tail,
     run_child,
 )
+from campaign.parts import pack_model
 from campaign.preflight import course_label_files, preflight
 from campaign.rows import bench_model, course_splits
 
 ROOT = Path(__file__).resolve().parents[2]
-PART_BYTES = 15 * 2**20  # under the 16 MiB a device run brings back per file
 
 
 def default_bench(ctx: StageContext) -> dict:
@@ -171,23 +171,6 @@ def read_metrics(path: Path) -> dict:
         "quick_evals": [r for r in rows if any(k.startswith("acc_") for k in r)],
         "events": [r for r in rows if "event" in r],
     }
-
-
-def pack_model(model: Path, out: Path) -> dict:
-    """The model folder as model.tar cut into model.tar.partNN files of at most 15 MiB, with sha256s."""
-    import tarfile
-
-    from fastddpm.atomic import file_sha256
-
-    whole = model.parent / "model.tar"
-    with tarfile.open(whole, "w") as tar:
-        tar.add(model, arcname="model")
-    data, parts = whole.read_bytes(), []
-    for i in range(0, len(data), PART_BYTES):
-        part = out / f"model.tar.part{i // PART_BYTES:02d}"
-        part.write_bytes(data[i : i + PART_BYTES])
-        parts.append({"name": part.name, "bytes": part.stat().st_size, "sha256": file_sha256(part)})
-    return {"tar_sha256": file_sha256(whole), "tar_bytes": len(data), "files": parts}
 
 
 def new_model_bench(ctx: StageContext) -> dict:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, cpu_note, csv, int_tuple, option, out_console, say
 from fastddpm.cli.options import (
     DeviceOption,
@@ -30,21 +31,18 @@ Reference = Annotated[
     bool,
     option("Grid", "Include the DDPM-1000 row (minutes per split on a CPU).", "--reference/--no-reference"),
 ]
-LabelsFiles = Annotated[
-    Optional[list[Path]],
-    option(
-        "Splits", "Split label file(s), e.g. the course's test.json and new_test.json; repeat for several."
-    ),
-]
-Data = Annotated[Optional[Path], option("Splits", "Use this data folder's test.json and new_test.json.")]
+LabelsFiles = options.labels_file(
+    "Splits",
+    "Split label file(s), e.g. the course's test.json and new_test.json; repeat for several.",
+    several=True,
+)
+Data = options.data("Splits", "Use this data folder's test.json and new_test.json.", optional=True)
 Seeds = Annotated[
     Optional[str],
     option("Scoring", "Sampling seeds, fixed in advance.", show_default="0,1,2 on a GPU, 0 on a CPU"),
 ]
 Capture = Annotated[bool, option("Runtime", "CUDA: one graph per denoising run.", "--capture/--no-capture")]
-Out = Annotated[
-    Path, option("Runtime", "Folder for the JSON, markdown, plot and grids.", "--out", "--results")
-]
+Out = options.out("Runtime", "Folder for the JSON, markdown, plot and grids.", "--out", "--results")
 
 
 @clean_errors
@@ -82,12 +80,11 @@ def bench(
     model_dir = model or default_model_dir()
     card = load_card(model_dir)
     _, own_steps, guidance = model_defaults(card, "ddim", None, guidance)
-    student = card.info.student
     config = BenchConfig(
         samplers=csv(sampler, "--sampler", SamplerName.names()),
         steps=int_tuple(steps, "--steps", minimum=1, unique=True)
         if steps
-        else ((own_steps,) if student else BenchConfig.steps),
+        else ((own_steps,) if card.info.student else BenchConfig.steps),
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
         seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED, unique=True)

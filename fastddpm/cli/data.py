@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, say
 from fastddpm.choices import Device
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS, ICLEVR_SCENES, MAX_SCENES
@@ -15,17 +16,20 @@ data_app = typer.Typer(
     help="Render a look-alike i-CLEVR data set, or check one you bring.", no_args_is_help=True
 )
 
+RenderOut = options.out(
+    None,
+    "Folder to write (the course's layout: iclevr/*.png, train.json, ...); "
+    "an earlier render with the same settings is resumed.",
+)
+RenderSeed = options.seed(None, "Seed of labels, placement, jitter and the test splits.")
+RenderDevice = options.device(None, "Where to ray-cast (auto takes the GPU when there is one).")
+CheckData = options.data(None, "i-CLEVR folder: ROOT/train.json, ROOT/iclevr/*.png, ...")
+
 
 @data_app.command("render")
 @clean_errors
 def data_render(
-    out: Annotated[
-        Path,
-        typer.Option(
-            help="Folder to write (the course's layout: iclevr/*.png, train.json, ...); "
-            "an earlier render with the same settings is resumed."
-        ),
-    ],
+    out: RenderOut,
     scenes: Annotated[
         int,
         typer.Option(
@@ -34,12 +38,8 @@ def data_render(
             help="Scenes to draw; each gives one image per object count (at most 10**6).",
         ),
     ] = ICLEVR_SCENES,
-    seed: Annotated[
-        int, typer.Option(min=0, help="Seed of labels, placement, jitter and the test splits.")
-    ] = 0,
-    device: Annotated[
-        Device, typer.Option(help="Where to ray-cast (auto takes the GPU when there is one).")
-    ] = Device.cpu,
+    seed: RenderSeed = 0,
+    device: RenderDevice = Device.cpu,
     max_objects: Annotated[
         int, typer.Option(min=1, max=5, help="Objects per scene: 3 as in i-CLEVR, 5 for evaluator data.")
     ] = ICLEVR_MAX_OBJECTS,
@@ -64,7 +64,7 @@ def data_render(
 @data_app.command("check")
 @clean_errors
 def data_check(
-    data: Annotated[Path, typer.Option(help="i-CLEVR folder: ROOT/train.json, ROOT/iclevr/*.png, ...")],
+    data: CheckData,
 ) -> None:
     """Validate a data folder, build its 64x64 cache, and print its label statistics."""
     from fastddpm.data.reader import cache_path, load_dataset, split_labels

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
-
+from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, option, say
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
 from fastddpm.configs import DistillConfig
-from fastddpm.defaults import MAX_BATCH, MAX_SEED
 from fastddpm.errors import UsageError
 
-Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")]
-Data = Annotated[
-    Optional[Path],
-    option("Run", "Images the noisy inputs are made from.", show_default="the teacher's training set"),
-]
+Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")
+Data = options.data(
+    "Run", "Images the noisy inputs are made from.", optional=True, show_default="the teacher's training set"
+)
 ToSteps = Annotated[int, option("Run", "DDIM steps of the final student.", min=1)]
 FromSteps = Annotated[
     Optional[int],
@@ -28,24 +25,21 @@ FromSteps = Annotated[
         show_default=f"{DistillConfig.from_steps}; a student teacher's own steps",
     ),
 ]
-Guidance = Annotated[
-    Optional[float],
-    option(
-        "Run",
-        "Guidance scale folded into the student (which samples with 1).",
-        min=1.0,
-        show_default="the teacher card's (2 unless tuned on validation sets); a student teacher's folded scale",
-    ),
-]
-Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget, shared evenly by the stages.")]
-Resume = Annotated[bool, option("Run", "Continue the run in --out where it stopped.")]
+Guidance = options.guidance(
+    "Run",
+    "Guidance scale folded into the student (which samples with 1).",
+    1.0,
+    "the teacher card's (2 unless tuned on validation sets); a student teacher's folded scale",
+)
+Minutes = options.minutes("Wall-clock budget, shared evenly by the stages.")
+Resume = options.resume("Continue the run in --out where it stopped.")
 StageSteps = Annotated[int, option("Optimisation", "Optimisation steps per stage.", min=1)]
-BatchSize = Annotated[int, option("Optimisation", "Images per step.", min=1, max=MAX_BATCH)]
-Lr = Annotated[float, option("Optimisation", "Learning rate (AdamW, constant), > 0.", min=0.0)]
+BatchSize = options.batch_size("Optimisation", "Images per step.")
+Lr = options.lr("Optimisation", "Learning rate (AdamW, constant), > 0.")
 WeightingOpt = Annotated[
     Weighting, option("Optimisation", "Loss weight per timestep (see `fastddpm.distill.method`).")
 ]
-Seed = Annotated[int, option("Optimisation", "Seed of batches, timesteps and noise.", min=0, max=MAX_SEED)]
+Seed = options.seed("Optimisation", "Seed of batches, timesteps and noise.")
 
 
 @clean_errors

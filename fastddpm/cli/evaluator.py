@@ -7,31 +7,42 @@ from typing import Annotated, Optional
 
 import typer
 
-from fastddpm.cli.common import ProgressBar, clean_errors, option, say
+from fastddpm.cli import options
+from fastddpm.cli.common import ProgressBar, clean_errors, say
 from fastddpm.cli.options import DeviceOption, EvaluatorOption
 from fastddpm.choices import Device
 from fastddpm.configs import EvaluatorTrainConfig
-from fastddpm.defaults import MAX_BATCH, MAX_SEED
 from fastddpm.errors import UsageError
 
 evaluator_app = typer.Typer(
     help="The ResNet-18 evaluator: train the stand-in, or score images.", no_args_is_help=True
 )
 
+TrainData = options.data(
+    None,
+    "Rendered folder(s) to train on; repeat to combine (1-5 objects: `data render --max-objects 5`).",
+    several=True,
+)
+TrainOut = options.out(
+    None, "Run folder for evaluator.pth (course format), evaluator.json and metrics.jsonl."
+)
+BatchSize = options.batch_size(None, "Images per step.")
+Lr = options.lr(None, "Peak learning rate (one-cycle).")
+Seed = options.seed(None, "Seed of initialisation, order and augmentation.")
+LabelsFiles = options.labels_file(
+    None, "test.json-style label file(s); repeat the option for several splits.", several=True
+)
+ReportData = options.data(
+    None, "Held-out rendered folder(s) of seeds the evaluator never saw; repeat.", several=True
+)
+ReportOut = options.out(None, "Also write the whole report (every miss) as JSON here.", optional=True)
+
 
 @evaluator_app.command("train")
 @clean_errors
 def evaluator_train(
-    data: Annotated[
-        list[Path],
-        typer.Option(
-            help="Rendered folder(s) to train on; repeat to combine (1-5 objects: `data render --max-objects 5`)."
-        ),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option(help="Run folder for evaluator.pth (course format), evaluator.json and metrics.jsonl."),
-    ] = Path("runs/evaluator"),
+    data: TrainData,
+    out: TrainOut = Path("runs/evaluator"),
     force: Annotated[bool, typer.Option(help="Replace an evaluator.pth already in --out.")] = False,
     validation: Annotated[
         Optional[Path],
@@ -49,15 +60,9 @@ def evaluator_train(
         ),
     ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over --data.")] = EvaluatorTrainConfig.epochs,
-    batch_size: Annotated[
-        int, typer.Option(min=1, max=MAX_BATCH, help="Images per step.")
-    ] = EvaluatorTrainConfig.batch_size,
-    lr: Annotated[
-        float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")
-    ] = EvaluatorTrainConfig.lr,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Seed of initialisation, order and augmentation.")
-    ] = EvaluatorTrainConfig.seed,
+    batch_size: BatchSize = EvaluatorTrainConfig.batch_size,
+    lr: Lr = EvaluatorTrainConfig.lr,
+    seed: Seed = EvaluatorTrainConfig.seed,
     device: DeviceOption = Device(EvaluatorTrainConfig.device),
 ) -> None:
     """Train the stand-in evaluator (ResNet-18, course format) into a run folder; ship it by copying
@@ -92,10 +97,7 @@ def evaluator_score(
             "(one subfolder per label file when several)."
         ),
     ],
-    labels_file: Annotated[
-        Optional[list[Path]],
-        typer.Option(help="test.json-style label file(s); repeat the option for several splits."),
-    ] = None,
+    labels_file: LabelsFiles = None,
     labels: Annotated[
         Optional[list[Path]], typer.Option(hidden=True, help="Old name of --labels-file.")
     ] = None,
@@ -115,13 +117,9 @@ def evaluator_score(
 @evaluator_app.command("report")
 @clean_errors
 def evaluator_report(
-    data: Annotated[
-        list[Path], option(None, "Held-out rendered folder(s) of seeds the evaluator never saw; repeat.")
-    ],
+    data: ReportData,
     evaluator: EvaluatorOption = None,
-    out: Annotated[
-        Optional[Path], option(None, "Also write the whole report (every miss) as JSON here.")
-    ] = None,
+    out: ReportOut = None,
     device: DeviceOption = Device.auto,
 ) -> None:
     """Held-out accuracy of an evaluator (course formula) per object count, on the images as the course squashes

@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
+from fastddpm.cli import options
 from fastddpm.cli.common import clean_errors, say
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.atomic import check_output_folder
 from fastddpm.choices import Device, Precision
 from fastddpm.errors import UsageError
+
+Out = options.out(None, "Folder for the .onnx / .plan files and their JSON sidecars.")
 
 
 @clean_errors
@@ -37,9 +40,7 @@ def export(
             help="Network rows MIN:OPT:MAX the export accepts (guidance doubles the images).",
         ),
     ] = "1:64:128",
-    out: Annotated[
-        Path, typer.Option(help="Folder for the .onnx / .plan files and their JSON sidecars.")
-    ] = Path("export"),
+    out: Out = Path("export"),
     device: DeviceOption = Device.auto,
     workspace_gib: Annotated[
         float, typer.Option(min=0.0, help="TensorRT builder workspace limit, GiB.")

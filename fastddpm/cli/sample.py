@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, cpu_note, option, say
 from fastddpm.cli.options import (
     BatchSizeOption,
@@ -17,17 +18,13 @@ from fastddpm.cli.options import (
 )
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
 from fastddpm.configs import BenchConfig, SampleSettings
-from fastddpm.defaults import MAX_SEED
 from fastddpm.errors import UsageError
 
-Out = Annotated[
-    Path,
-    option(
-        "What",
-        "Folder for 0.png, 1.png, ..., grid.png, sample.json (and trajectory.png); a folder of earlier samples "
-        "is replaced, any other non-empty folder refused.",
-    ),
-]
+Out = options.out(
+    "What",
+    "Folder for 0.png, 1.png, ..., grid.png, sample.json (and trajectory.png); a folder of earlier samples "
+    "is replaced, any other non-empty folder refused.",
+)
 Labels = Annotated[
     Optional[str],
     option(
@@ -36,9 +33,7 @@ Labels = Annotated[
         "trained on (3) are drawn, with a warning.",
     ),
 ]
-LabelsFile = Annotated[
-    Optional[Path], option("What", "A test.json-style list of label lists (one image each).")
-]
+LabelsFile = options.labels_file("What", "A test.json-style list of label lists (one image each).")
 Trajectory = Annotated[
     bool,
     option(
@@ -64,9 +59,7 @@ Steps = Annotated[
         show_default="the sampler's own: ddpm 1000, ddim 50, dpmpp 20, unipc 10; a distilled student's own",
     ),
 ]
-Seed = Annotated[
-    int, option("Sampler", "Image i uses the per-image seed seed*1000003+i.", min=0, max=MAX_SEED)
-]
+Seed = options.seed("Sampler", "Image i uses the per-image seed seed*1000003+i.")
 Backend = Annotated[
     BackendName, option("Runtime", "torch, compile, ort (needs `fastddpm export --onnx`) or trt.")
 ]

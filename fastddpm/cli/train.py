@@ -4,45 +4,36 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
-from fastddpm.configs import TRAIN_PRESETS, DiffusionConfig, ModelConfig, TrainConfig, apply_preset
-from fastddpm.defaults import MAX_BATCH, MAX_SEED
+from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
+from fastddpm.presets import TRAIN_PRESETS, apply_preset
 
 
-Data = Annotated[Path, option("Run", "i-CLEVR folder in the course layout (`data render` makes one).")]
-Out = Annotated[Path, option("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")]
+Data = options.data("Run", "i-CLEVR folder in the course layout (`data render` makes one).")
+Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")
 Epochs = Annotated[float, option("Run", "Length of the LR schedule in passes over the data.")]
-Minutes = Annotated[Optional[float], option("Run", "Wall-clock budget; the LR schedule follows it.")]
-Resume = Annotated[bool, option("Run", "Continue the run in --out (that folder, even if copied or moved).")]
+Minutes = options.minutes("Wall-clock budget; the LR schedule follows it.")
+Resume = options.resume("Continue the run in --out (that folder, even if copied or moved).")
 Preset = Annotated[
     str,
     option(
         "Run",
-        f"Named starting configuration ({', '.join(TRAIN_PRESETS)}; see fastddpm.configs.TRAIN_PRESETS); "
+        f"Named starting configuration ({', '.join(TRAIN_PRESETS)}; see fastddpm.presets.TRAIN_PRESETS); "
         "options given explicitly override it.",
     ),
 ]
 Gpus = Annotated[int, option("Run", "Launch torchrun with this many processes (DDP).", min=1)]
-DeviceOpt = Annotated[Device, option("Run", "auto takes the GPU when there is one.")]
-BatchSize = Annotated[
-    Optional[int],
-    option(
-        "Optimisation",
-        "Images per step per process.",
-        min=1,
-        max=MAX_BATCH,
-        show_default="256 on CUDA, 32 on a CPU",
-    ),
-]
-Lr = Annotated[
-    float, option("Optimisation", "Peak learning rate (AdamW, warm-up then cosine), > 0.", min=0.0)
-]
+DeviceOpt = options.device("Run")
+BatchSize = options.batch_size(
+    "Optimisation", "Images per step per process.", optional=True, show_default="256 on CUDA, 32 on a CPU"
+)
+Lr = options.lr("Optimisation", "Peak learning rate (AdamW, warm-up then cosine), > 0.")
 Ema = Annotated[bool, option("Optimisation", "Keep an EMA of the weights (what gets shipped).")]
 CondDrop = Annotated[
     float, option("Optimisation", "Share of null conditions, for guidance; in [0, 1).", min=0.0, max=1.0)
@@ -50,7 +41,7 @@ CondDrop = Annotated[
 Hflip = Annotated[
     bool, option("Optimisation", "Mirror half the training images left-right (labels have no positions).")
 ]
-Seed = Annotated[int, option("Optimisation", "Seed of init, batches and noise.", min=0, max=MAX_SEED)]
+Seed = options.seed("Optimisation", "Seed of init, batches and noise.")
 Compile = Annotated[
     Optional[bool],
     option("Speed", "torch.compile the model.", "--compile/--no-compile", show_default="on CUDA"),
@@ -70,9 +61,7 @@ ConditioningOpt = Annotated[
     option("Model", "multihot (embedding added to the timestep's) or tokens (cross-attention)."),
 ]
 EvalMinutes = Annotated[float, option("Evaluation", "Minutes between quick evaluations (0: off).", min=0.0)]
-Evaluator = Annotated[
-    Optional[Path], option("Evaluation", "Evaluator for the quick evaluations (default: the stand-in).")
-]
+Evaluator = options.evaluator("Evaluation", "Evaluator for the quick evaluations (default: the stand-in).")
 
 
 # CLI parameter -> the TrainConfig field it sets, where the names differ (the keys of TRAIN_PRESETS)
@@ -92,6 +81,18 @@ def explicit_fields(ctx: typer.Context) -> frozenset[str]:
         if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
     ]
     return frozenset(OPTION_FIELDS.get(name, name) for name in given)
+
+
+def model_config(channels: str, attention: str, patch: int, conditioning: Conditioning) -> ModelConfig:
+    """The network's architecture from --channels, --attention, --patch and --conditioning."""
+    return ModelConfig(
+        patch_size=patch,
+        block_channels=int_tuple(channels, "--channels", minimum=1),
+        attention_levels=int_tuple(attention, "--attention", minimum=0, unique=True)
+        if attention.strip()
+        else (),
+        conditioning=conditioning.value,
+    )
 
 
 def launch_torchrun(gpus: int, argv: list[str]) -> int:
@@ -144,14 +145,6 @@ def train(
 
     if gpus > 1:
         raise typer.Exit(launch_torchrun(gpus, sys.argv[1:]))
-    model = ModelConfig(
-        patch_size=patch,
-        block_channels=int_tuple(channels, "--channels", minimum=1),
-        attention_levels=int_tuple(attention, "--attention", minimum=0, unique=True)
-        if attention.strip()
-        else (),
-        conditioning=conditioning.value,
-    )
     config = TrainConfig(
         data=str(data),
         out=str(out),
@@ -168,13 +161,11 @@ def train(
         seed=seed,
         eval_minutes=eval_minutes,
         evaluator=str(evaluator) if evaluator else None,
-        model=model,
+        model=model_config(channels, attention, patch, conditioning),
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
     config = apply_preset(config, preset, explicit_fields(ctx))
     with ProgressBar("train") as bar:
         result = run_training(config, resume=resume, progress=bar)
     exit_if_stopped(result, out)
-    say(
-        f"finished at step {result.step}: EMA model in {result.model_dir}; metrics in {out / 'metrics.jsonl'}"
-    )
+    say(f"finished at step {result.step}: EMA model in {result.model_dir}; metrics {out / 'metrics.jsonl'}")

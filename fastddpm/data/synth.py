@@ -14,6 +14,7 @@ import torch
 
 from fastddpm.conditions import CLASSES, COLOR_RGB, COLORS, SHAPES, LabelList, class_index, split_class
 from fastddpm.data import render
+from fastddpm.data.srgb import srgb_to_linear
 
 CAMERA = (7.48, -6.51, 5.34)
 CAMERA_JITTER = 0.5
@@ -88,7 +89,7 @@ def scene_batch(
             shape[i, j] = o.shape
             center[i, j] = torch.tensor([o.x, o.y, render.SIZE])
             angle[i, j] = o.angle
-            albedo[i, j] = render.srgb_to_linear(torch.tensor(COLOR_RGB[COLORS[o.color]]) / 255.0)
+            albedo[i, j] = srgb_to_linear(torch.tensor(COLOR_RGB[COLORS[o.color]]) / 255.0)
     camera = torch.tensor(np.stack([v[0] for v in views]), dtype=torch.float32)
     lights = torch.tensor(np.stack([v[1] for v in views]), dtype=torch.float32)
     grain = torch.tensor(grains if grains is not None else [0.0] * b, dtype=torch.float32)

@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fastddpm import atomic
 from fastddpm.configs import DistillConfig
 from fastddpm.model import EpsilonModel, load_model
 from fastddpm.sampling.samplers import ddim_step, guided
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.training.loop import StopRequest, TrainResult
+from fastddpm.training.run_folder import RunFolder
 
 STUDENTS = "students"
 
@@ -138,10 +138,11 @@ def distill(
     from fastddpm.distill.run import DistillRun, saved_config
 
     config.validate()
-    atomic.check_output_folder(config.out)  # before any work, and before the lock creates the folder's parent
+    folder = RunFolder(config.out, "distillation")
+    folder.check_writable()  # before any work, and before the lock creates the folder's parent
     if resume:
-        saved_config(Path(config.out))  # a folder that holds no distill run is refused before its lock is taken
-    with atomic.owned_folder(config.out):
+        saved_config(folder.path)  # a folder that holds no distill run is refused before its lock is taken
+    with folder.owned():
         run = DistillRun.start(config, resume)
         with StopRequest() as stop:
             for index in range(run.stage_index, len(run.config.stages())):

@@ -4,15 +4,12 @@ per-stage optimiser, check-ins (log, checkpoint), stop and resume bit for bit, a
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from fastddpm import atomic
 from fastddpm.training.checkpoint import (
-    CHECKPOINT_NAME,
     TrainCounters,
     read_training_state,
     restore_training_state,
@@ -22,11 +19,11 @@ from fastddpm.card import StudentInfo
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.errors import UsageError
-from fastddpm.folders import quote
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.quick import QuickEval
+from fastddpm.training.run_folder import RunFolder
 
 
 def teacher_settings(
@@ -54,16 +51,8 @@ def teacher_settings(
 
 def saved_config(out: Path) -> DistillConfig:
     """The config of the distillation in `out` (that folder, wherever it was made), or one line saying why not."""
-    saved = out / "config.json"
-    if not saved.is_file():
-        raise UsageError(f"--resume: {quote(out)} holds no config.json of an earlier distillation")
-    try:
-        config = DistillConfig(**json.loads(saved.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, TypeError) as err:
-        raise UsageError(
-            f"--resume: {quote(out)} is not a distill run: its config.json is no distill config "
-            f"({type(err).__name__}); a training run continues with `fastddpm train --resume`"
-        ) from None
+    hint = "; a training run continues with `fastddpm train --resume`"
+    config = RunFolder(out, "distillation").saved_config(lambda fields: DistillConfig(**fields), hint)
     config.validate()
     return dataclasses.replace(config, out=str(out))
 
@@ -71,6 +60,7 @@ def saved_config(out: Path) -> DistillConfig:
 class DistillRun:
     def __init__(self, config: DistillConfig, meta: dict | None, tensors: dict | None) -> None:
         self.config, self.out = config, Path(config.out)
+        self.folder = RunFolder(config.out, "distillation")
         self.device = resolve_device(config.device)
         self.card = load_card(config.model)
         self.teacher_sha256 = checkpoint_sha256(config.model)
@@ -98,32 +88,23 @@ class DistillRun:
         """Check everything before any work, with the run folder owned (distill() checks it, then holds its
         lock): on --resume the saved config rules (but for where the run lives); else refuse a folder that
         already holds a run."""
-        out = Path(config.out)
+        folder = RunFolder(config.out, "distillation")
         if resume:
-            config = saved_config(out)
-            tensors, meta = read_training_state(out / CHECKPOINT_NAME)
-            return cls(config, meta, tensors)
+            tensors, meta = read_training_state(folder.checkpoint_path)
+            return cls(saved_config(folder.path), meta, tensors)
+        folder.claim_new()
         _, card = load_model(config.model)  # the teacher's weights load, before anything is written
         config.validate(card.diffusion.timesteps)
-        if (out / "config.json").exists():
-            raise UsageError(
-                f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
-            )
         run = cls(config, None, None)
-        atomic.write_json(out / "config.json", dataclasses.asdict(config))
+        folder.write_config(dataclasses.asdict(config))
+        folder.restart_log()
         run.log(
             event="start", teacher=config.model, teacher_sha256=run.teacher_sha256, stages=config.stages()
         )
         return run
 
     def log(self, **fields) -> None:
-        record = {
-            "step": self.counters.step,
-            "train_seconds": round(self.counters.train_seconds, 2),
-            **fields,
-        }
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.folder.log(self.counters, **fields)
 
     def open_stage(self, index: int):
         """The stage's teacher, and its student initialised from that teacher (or from the checkpoint)."""
@@ -157,7 +138,7 @@ class DistillRun:
         state = {**dataclasses.asdict(self.config), "stage": self.stage_index, "stage_step": self.stage_step}
         state["stage_seconds"] = self.stage_seconds
         save_training_state(
-            self.out / CHECKPOINT_NAME,
+            self.folder.checkpoint_path,
             stage.student.net,
             None,
             self.optimizer,

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from fastddpm.card import ModelInfo
-from fastddpm import atomic
+from fastddpm.training.run_folder import RunFolder
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import to_model_range
 from fastddpm.errors import UsageError
@@ -99,7 +99,7 @@ def train(
     other ranks of a torchrun launch share the folder)."""
     check_config(config)
     owner = os.environ.get("RANK", "0") == "0"
-    with atomic.owned_folder(config.out) if owner else contextlib.nullcontext():
+    with RunFolder(config.out).owned() if owner else contextlib.nullcontext():
         return _train(claim_run(config, resume), resume, progress, max_steps)
 
 

@@ -1,11 +1,11 @@
 """Phase 1 of `fastddpm train`: build the run. Check the config (on --resume, take the saved one), then
-data, network, EMA, optimiser and generator, restored from the checkpoint on --resume. The loop is in train.py."""
+data, network, EMA, optimiser and generator, restored from the checkpoint on --resume. The loop is in loop.py,
+the run folder's files in run_folder.py."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +13,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from fastddpm import atomic
 from fastddpm.training.checkpoint import (
-    CHECKPOINT_NAME,
     TrainCounters,
     read_training_state,
     restore_training_state,
     save_training_state,
 )
+from fastddpm.training.run_folder import RunFolder
 from fastddpm.card import RenderInfo
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import load_dataset
@@ -62,6 +61,10 @@ class Run:
     def out(self) -> Path:
         return Path(self.config.out)
 
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.config.out)
+
     def fraction_done(self) -> float:
         """How far along the LR schedule: by steps, or by wall time when --minutes is set (whichever is ahead)."""
         minutes = self.config.minutes
@@ -70,20 +73,13 @@ class Run:
 
     def log(self, **fields) -> None:
         """Append one metrics.jsonl record (rank 0 only): step and training seconds, then `fields`."""
-        if self.rank:
-            return
-        record = {
-            "step": self.counters.step,
-            "train_seconds": round(self.counters.train_seconds, 2),
-            **fields,
-        }
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.rank == 0:
+            self.folder.log(self.counters, **fields)
 
     def save(self) -> None:
         if self.rank == 0:
             save_training_state(
-                self.out / CHECKPOINT_NAME,
+                self.folder.checkpoint_path,
                 self.net,
                 self.ema,
                 self.optimizer,
@@ -97,51 +93,40 @@ def check_config(config: TrainConfig) -> None:
     """Before any work, and before the run folder's lock (which creates the folder's parent): valid values, and
     --out a folder that can be written."""
     config.validate()
-    atomic.check_output_folder(config.out)
+    RunFolder(config.out).check_writable()
 
 
 def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
-    """With the run folder owned: on --resume take the saved config of the run in `config.out` (that folder,
-    wherever it was made: a copied run continues in the copy), else refuse a folder that already holds a run."""
-    out = Path(config.out)
-    if resume:
-        config = load_run_config(out, config)
-    elif (out / CHECKPOINT_NAME).exists() or (out / "config.json").exists():
-        raise UsageError(
-            f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    if config.evaluator is not None:  # an evaluator given is checked now, even with the quick evaluation off
-        Evaluator(config.evaluator, option="--evaluator")
-    return config
-
-
-def load_run_config(out: Path, config: TrainConfig) -> TrainConfig:
-    """On resume the saved config rules, but for where the run lives (the folder given) and its length."""
-    saved_path = out / "config.json"
-    if not saved_path.is_file():
-        raise UsageError(f"--resume: {str(out)!r} holds no config.json of an earlier run")
-    try:
-        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
-        raise UsageError(
-            f"--resume: {str(saved_path)!r} is not a fastddpm run config ({type(err).__name__})"
-        ) from None
+    """With the run folder owned: on --resume the saved config of the run in `config.out` rules, but for where
+    the run lives (that folder, wherever it was made: a copied run continues in the copy) and its length; else
+    refuse a folder that already holds a run."""
+    folder = RunFolder(config.out)
+    if not resume:
+        folder.claim_new()
+        if (
+            config.evaluator is not None
+        ):  # an evaluator given is checked now, even with the quick evaluation off
+            Evaluator(config.evaluator, option="--evaluator")
+        return config
+    saved = folder.saved_config(TrainConfig.from_dict)
+    if saved.evaluator is not None:  # checked now, even with the quick evaluation off
+        Evaluator(saved.evaluator, option="--evaluator")
     if saved.model != config.model or saved.diffusion != config.diffusion:
         raise UsageError(
-            f"--resume: {out} was trained with model {saved.model} and diffusion {saved.diffusion}; "
+            f"--resume: {folder.path} was trained with model {saved.model} and diffusion {saved.diffusion}; "
             f"this call asks for {config.model} and {config.diffusion}"
         )
-    return dataclasses.replace(saved, out=str(out), epochs=config.epochs, minutes=config.minutes)
+    return dataclasses.replace(saved, out=str(folder.path), epochs=config.epochs, minutes=config.minutes)
 
 
 def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int, world: int) -> Run:
     """Data, network, EMA, optimiser and generator, restored from the checkpoint on --resume."""
-    out = Path(config.out)
+    folder = RunFolder(config.out)
     render = RenderInfo.read(Path(config.data) / "render.json")  # checked before the data is decoded
     # Data: rank 0 builds the decode cache once; the others wait for it.
     if rank == 0:
         data = load_dataset(config.data)
-        atomic.write_json(out / "config.json", config.to_dict())
+        folder.write_config(config.to_dict())
     if world > 1:
         dist.barrier()
     if rank:
@@ -157,7 +142,7 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
     counters = TrainCounters()
     # Resume: weights, moments, RNG states and counters from the checkpoint.
     if resume:
-        tensors, meta = read_training_state(out / CHECKPOINT_NAME)
+        tensors, meta = read_training_state(folder.checkpoint_path)
         counters = restore_training_state(tensors, meta, net, ema, optimizer, generator)
         if rank:  # the checkpoint holds rank 0's stream; other ranks continue on fresh, distinct streams
             generator.manual_seed(config.seed * 1000 + rank + world * counters.step)
@@ -188,7 +173,7 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
     )
     if not resume:
         if rank == 0:
-            (out / "metrics.jsonl").unlink(missing_ok=True)
+            folder.restart_log()
         run.log(event="start", parameters=count_parameters(net), images=len(data.names), device=str(device))
     return run
 
