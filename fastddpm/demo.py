@@ -96,7 +96,8 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
         return result.images, result.summary()
 
     with gr.Blocks(title="fastddpm demo", analytics_enabled=False) as app:
-        gr.Markdown(f"## fastddpm: conditional i-CLEVR images\nModel: `{pipe.model_dir}` on {pipe.device}")
+        model = shown_path(pipe.model_dir)
+        gr.Markdown(f"## fastddpm: conditional i-CLEVR images\nModel: `{model}` on {pipe.device}")
         with gr.Row():
             with gr.Column():
                 objects = gr.Dropdown(
@@ -117,11 +118,17 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 gallery = gr.Gallery(label="Images", columns=4, format="png", object_fit="contain", elem_id="images")
-                status = gr.Markdown(elem_id="status")
+                status = gr.Textbox(label="Result", interactive=False, elem_id="status")  # text, not markup
         button.click(
             on_generate, [objects, sampler, steps, guidance, seed, count, score], [gallery, status]
         )
     return app
+
+
+def shown_path(path: Path) -> str:
+    """A path as the page shows it: relative to the working folder when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def require_gradio() -> None:
