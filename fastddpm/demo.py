@@ -41,8 +41,11 @@ class DemoResult:
         return text
 
 
-def objects_list(objects: Sequence[str]) -> list[str]:
-    """The page's chosen or typed objects, checked as the CLI checks --labels, in canonical spelling."""
+def objects_list(objects: Sequence[str] | str) -> list[str]:
+    """The page's chosen or typed objects (or one string 'red sphere, cyan cube'), checked as the CLI checks
+    --labels, in canonical spelling."""
+    if isinstance(objects, str):
+        objects = objects.split(",")
     labels = [name for name in objects if isinstance(name, str) and name.strip()] if objects else []
     validate_labels(labels, where="the objects", max_objects=ICLEVR_MAX_OBJECTS)
     return [CLASSES[class_index(name)] for name in labels]
@@ -58,7 +61,7 @@ def _whole(value: float | int, name: str, low: int, high: int) -> int:
 
 def generate(
     pipe: Pipeline,
-    objects: Sequence[str],
+    objects: Sequence[str] | str,
     sampler: str = DEFAULT_SAMPLER,
     steps: float | int = DEFAULT_STEPS,
     guidance: float | None = None,

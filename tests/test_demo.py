@@ -32,6 +32,8 @@ def test_generate_returns_the_pipelines_images_and_the_time(pipe):
         assert np.array_equal(np.asarray(ours), np.asarray(theirs))
     assert result.seconds > 0 and result.accuracy is None
     assert result.summary() == f"2 images in {result.seconds:.2f} s"
+    typed = demo.generate(pipe, "red sphere, Cyan Cube", "ddim", 3, 2.0, seed=1, count=1)
+    assert np.array_equal(np.asarray(typed.images[0]), np.asarray(expected[0]))
 
 
 def test_generate_scores_against_the_chosen_objects(pipe, tiny_evaluator):
