@@ -3,13 +3,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from fastddpm.atomic import file_sha256
+from fastddpm.bench.flops import gflop_per_image_call, model_gflop_per_image_call
 from fastddpm.cli import app
+from fastddpm.configs import DiffusionConfig, SampleSettings
+from fastddpm.sampling.batch import generate
+from fastddpm.sampling.samplers import SAMPLERS, rows_per_image, sampler_spec
+from fastddpm.schedule import NoiseSchedule
 
 
-def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
+@pytest.fixture(scope="module")
+def bench_report(tmp_path_factory, tiny_model, tiny_evaluator) -> Path:
+    """The JSON of a small CPU bench run: ddim and dpmpp at 2 steps, seeds 0 and 1, one 3-image split."""
+    tmp_path = tmp_path_factory.mktemp("bench")
     split = tmp_path / "mini.json"
     split.write_text(
         json.dumps(
@@ -35,13 +45,29 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
             str(tiny_evaluator),
             "--results",
             str(tmp_path / "results"),
+            "--device",
+            "cpu",
         ],
     )
     assert result.exit_code == 0, result.output
     [report_path] = list((tmp_path / "results").glob("*.json"))
+    return report_path
+
+
+def test_bench_json_schema(bench_report, tiny_evaluator):
+    report_path = bench_report
     report = json.loads(report_path.read_text())
     assert set(report) >= {"config", "environment", "rows", "stamp", "command", "split_size"}
-    assert set(report["environment"]) >= {"device", "torch", "checkpoint_sha256", "evaluator"}
+    assert set(report["environment"]) >= {
+        "device",
+        "torch",
+        "checkpoint_sha256",
+        "evaluator",
+        "threads",
+        "gflop_per_image_call",
+        "sgemm_gflops",
+        "sgemm_size",
+    }
     assert report["environment"]["evaluator_sha256"] == file_sha256(tiny_evaluator)
     assert [(r["sampler"], r["steps"]) for r in report["rows"]] == [("ddim", 2), ("dpmpp", 2)]
     for row in report["rows"]:
@@ -54,6 +80,11 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
             "peak_memory_mib",
             "accuracy",
             "warmup_seconds",
+            "network_calls",
+            "rows_per_call",
+            "gflop_per_image_call",
+            "achieved_gflops",
+            "sgemm_fraction",
         }
         assert row["latency_ms"]["runs"] == 2 and row["latency_ms"]["median"] > 0
         acc = row["accuracy"]["mini"]
@@ -62,6 +93,48 @@ def test_bench_json_schema(tmp_path, tiny_model, tiny_evaluator):
     assert report_path.with_suffix(".md").is_file() and report_path.with_suffix(".png").is_file()
     assert (stem / "torch-ddim-2-mini.png").is_file()
     assert "| backend |" in report_path.with_suffix(".md").read_text()
+
+
+def test_bench_arithmetic_is_consistent(bench_report, tiny_model):
+    report = json.loads(bench_report.read_text())
+    env, guidance = report["environment"], report["config"]["guidance"]
+    assert guidance != 1.0  # the tiny model's card guides, so every call has conditional and null rows
+    assert env["gflop_per_image_call"] == pytest.approx(model_gflop_per_image_call(tiny_model))
+    assert env["gflop_per_image_call"] > 0 and env["sgemm_gflops"] > 0
+    markdown = bench_report.with_suffix(".md").read_text()
+    assert f"at {env['sgemm_gflops']:.1f} GFLOP/s on {env['threads']} threads" in markdown
+    for row in report["rows"]:
+        assert row["network_calls"] == row["steps"]
+        assert row["rows_per_call"] == 2 * report["split_size"]
+        assert row["gflop_per_image_call"] == env["gflop_per_image_call"]
+        work = row["network_calls"] * row["rows_per_call"] * row["gflop_per_image_call"]
+        assert row["achieved_gflops"] == pytest.approx(work / (row["latency_ms"]["median"] / 1000))
+        assert row["sgemm_fraction"] == pytest.approx(row["achieved_gflops"] / env["sgemm_gflops"])
+        cells = f"| {row['gflop_per_image_call']:.3f} | {row['achieved_gflops']:.1f} | {row['sgemm_fraction']:.0%} |"
+        assert cells in markdown
+
+
+def test_flops_are_counted_on_one_image():
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    eps_fn = lambda x, t, cond: conv(x)
+    assert gflop_per_image_call(eps_fn) == pytest.approx(2 * 3 * 3 * 9 * 64 * 64 / 1e9)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_network_calls_and_rows_are_what_the_samplers_do(name, scale):
+    schedule = NoiseSchedule.from_config(DiffusionConfig())
+    spec, calls, rows = sampler_spec(name), [], []
+
+    def eps_fn(x, t, cond):
+        calls.append(1)
+        rows.append(len(x))
+        return torch.zeros_like(x)
+
+    settings = SampleSettings(name, 3, 0.0, scale, batch_size=5)
+    generate(eps_fn, schedule, torch.zeros(4, 24), list(range(4)), settings)
+    assert len(calls) == spec.network_calls(3)
+    assert set(rows) == {5 * rows_per_image(scale)}  # the last chunk is padded to batch_size
 
 
 def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path, monkeypatch):

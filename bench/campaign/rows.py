@@ -92,13 +92,13 @@ def bench_model(ctx, model_dir: Path, splits: dict[str, list], shipped: bool) ->
 
 def run_rows(ctx, config, evaluator, device, plan, rows: list[dict]) -> int:
     """Run the rows of `plan` while the budget lasts (each saved as it ends); returns how many ran."""
-    from fastddpm.bench.run import bench_row, row_settings
+    from fastddpm.bench.run import bench_row, row_settings, run_arithmetic
     from fastddpm.export import open_backend
     from fastddpm.schedule import NoiseSchedule
     from fastddpm.model import load_card
 
     schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
-    backends, done = {}, 0
+    backends, done, arithmetic = {}, 0, run_arithmetic(config.model_dir, device)
     for backend_name, dtype, sampler, steps in plan:
         if ctx.time_left() < (3 if ctx.dry_run else 10):
             break
@@ -107,7 +107,7 @@ def run_rows(ctx, config, evaluator, device, plan, rows: list[dict]) -> int:
             backends[key] = open_backend(backend_name, config.model_dir, device, dtype)
         grids, start = {}, time.perf_counter()
         row = bench_row(backends[key], backend_name, schedule, row_settings(config, sampler, steps), config,
-                        evaluator, grids)  # fmt: skip
+                        evaluator, grids, arithmetic)  # fmt: skip
         rows.append({**dataclasses.asdict(row), "dtype": str(dtype).removeprefix("torch."),
                      "row_seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
         save_grids(ctx, grids, rows[-1]["dtype"])

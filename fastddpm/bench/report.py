@@ -8,7 +8,18 @@ from pathlib import Path
 
 from fastddpm import atomic
 
-COLUMNS = ("backend", "sampler", "steps", "median ms", "p90 ms", "img/s", "peak MiB")
+COLUMNS = (
+    "backend",
+    "sampler",
+    "steps",
+    "median ms",
+    "p90 ms",
+    "img/s",
+    "peak MiB",
+    "GFLOP/img-call",
+    "GFLOP/s",
+    "of sgemm",
+)
 
 
 def _cells(row: dict, splits: list[str]) -> list[str]:
@@ -22,6 +33,9 @@ def _cells(row: dict, splits: list[str]) -> list[str]:
         f"{lat['p90']:.1f}",
         f"{row['images_per_second']:.1f}",
         mem,
+        f"{row['gflop_per_image_call']:.3f}",
+        f"{row['achieved_gflops']:.1f}",
+        f"{row['sgemm_fraction']:.0%}" if row["sgemm_fraction"] is not None else "-",
     ]
     for split in splits:
         acc = row["accuracy"][split]
@@ -29,13 +43,26 @@ def _cells(row: dict, splits: list[str]) -> list[str]:
     return cells
 
 
+def roofline(env: dict) -> str:
+    """The sgemm the 'of sgemm' column divides by, in words."""
+    if env["sgemm_gflops"] is None:
+        return "no sgemm roofline on a GPU"
+    size = env["sgemm_size"]
+    return (
+        f"'of sgemm': of a {size}x{size}x{size} fp32 torch.matmul at {env['sgemm_gflops']:.1f} GFLOP/s "
+        f"on {env['threads']} threads, timed in this run"
+    )
+
+
 def table(report: dict):
     from rich.table import Table
 
     splits = list(report["config"]["splits"])
     seeds = len(report["config"]["seeds"])
+    env = report["environment"]
     out = Table(
-        title=f"fastddpm bench on {report['environment']['device']} (accuracy: mean ± std over {seeds} seeds)"
+        title=f"fastddpm bench on {env['device']} (accuracy: mean ± std over {seeds} seeds)",
+        caption=roofline(env),
     )
     for column in (*COLUMNS, *(f"acc {s}" for s in splits)):
         out.add_column(column, justify="right")
@@ -57,6 +84,8 @@ def markdown(report: dict) -> str:
         f"Latency: one split of {report['split_size']} images, median / p90 over "
         f"{report['rows'][0]['latency_ms']['runs']} runs after a warm-up; accuracy: mean ± std over seeds "
         f"{report['config']['seeds']}; guidance {report['config']['guidance']}.",
+        f"Arithmetic: {env['gflop_per_image_call']:.3f} GFLOP per image and network call (torch's FLOP counter); "
+        f"GFLOP/s = calls x rows x that / median latency, guidance doubling the rows; {roofline(env)}.",
         f"Command: `{report['command']}`",
         "",
         "| " + " | ".join(header) + " |",

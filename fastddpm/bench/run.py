@@ -3,7 +3,9 @@
 Each configuration is warmed up once (compilation and CUDA-graph capture happen there), then every split is
 sampled with every seed; each such run generates one whole split and is timed (CUDA events on GPU), so the latency
 columns are medians / p90 over (splits x seeds) runs and the accuracy columns are mean and spread over the seeds,
-scored by the evaluator in one call per split as the course does. The DDPM-1000 reference row is always included
+scored by the evaluator in one call per split as the course does. Each row also gives the network's GFLOP per
+image and call, the GFLOP/s it achieved and, on a CPU, that rate as a fraction of a 2048-cubed fp32 sgemm timed
+once in the same run (the practical roofline). The DDPM-1000 reference row is always included
 unless skipped. Results: a rich table, bench/results/<stamp>.json (+ .md, accuracy-vs-latency plot, sample grids).
 """
 
@@ -21,6 +23,7 @@ import torch
 
 from fastddpm.atomic import file_sha256
 from fastddpm.backends import Backend, check_backend
+from fastddpm.bench.flops import SGEMM_SIZE, model_gflop_per_image_call, sgemm_gflops
 from fastddpm.conditions import LabelList, multi_hot, read_test_labels
 from fastddpm.configs import BenchConfig
 from fastddpm.errors import UsageError
@@ -30,7 +33,7 @@ from fastddpm.sampling.batch import check_settings, generate_split
 from fastddpm.model import checkpoint_sha256, load_card
 from fastddpm.pipeline import Pipeline
 from fastddpm.runtime import device_name, latency_stats, resolve_device, resolve_dtype, timed_call
-from fastddpm.sampling.samplers import SAMPLERS, sampler_spec
+from fastddpm.sampling.samplers import SAMPLERS, rows_per_image, sampler_spec
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.score import mean_spread
 
@@ -47,6 +50,11 @@ class BenchRow:
     peak_memory_mib: float | None
     accuracy: dict  # split -> {mean, std, per_seed}
     warmup_seconds: float
+    network_calls: int  # per split run
+    rows_per_call: int  # the chunk's images, twice under guidance
+    gflop_per_image_call: float  # the network on one row (torch's FLOP counter)
+    achieved_gflops: float  # network_calls * rows_per_call * gflop_per_image_call / median latency
+    sgemm_fraction: float | None  # achieved / the run's sgemm GFLOP/s (CPU only)
 
 
 def bench_rows(config: BenchConfig) -> list[tuple[str, str, int]]:
@@ -124,6 +132,7 @@ def bench_row(
     config: BenchConfig,
     evaluator: Evaluator,
     grids: dict,
+    arithmetic: dict,
 ) -> BenchRow:
     device = backend.device
     first = next(iter(config.splits.values()))
@@ -160,13 +169,45 @@ def bench_row(
         peak_memory_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         accuracy=accuracy,
         warmup_seconds=round(warmup, 2),
+        **row_arithmetic(settings, latency["median"], **arithmetic),
     )
 
 
-def environment(config: BenchConfig, device: torch.device, evaluator: Evaluator) -> dict:
+def run_arithmetic(model_dir: str | Path, device: torch.device) -> dict:
+    """What every row's arithmetic columns divide by, measured once per run: the network's GFLOP per image call
+    and, on a CPU, the sgemm roofline (None elsewhere)."""
+    return {
+        "gflop_per_image_call": model_gflop_per_image_call(model_dir),
+        "sgemm_gflops": sgemm_gflops() if device.type == "cpu" else None,
+    }
+
+
+def row_arithmetic(
+    settings: SampleSettings, median_ms: float, gflop_per_image_call: float, sgemm_gflops: float | None
+) -> dict:
+    """A row's network work per split run and the rate it reached: every chunk is padded to batch_size rows
+    (one chunk holds the largest split), and guidance doubles them."""
+    calls = sampler_spec(settings.sampler).network_calls(settings.steps)
+    rows = settings.batch_size * rows_per_image(settings.guidance)
+    achieved = calls * rows * gflop_per_image_call / (median_ms / 1000)
+    return {
+        "network_calls": calls,
+        "rows_per_call": rows,
+        "gflop_per_image_call": gflop_per_image_call,
+        "achieved_gflops": achieved,
+        "sgemm_fraction": achieved / sgemm_gflops if sgemm_gflops else None,
+    }
+
+
+def environment(config: BenchConfig, device: torch.device, evaluator: Evaluator, arithmetic: dict) -> dict:
     import platform
 
     return {
+        "threads": torch.get_num_threads(),
+        "gflop_per_image_call": arithmetic["gflop_per_image_call"],
+        # the practical fp32 roofline of this CPU, measured in this run (None on a GPU)
+        "sgemm_gflops": arithmetic["sgemm_gflops"],
+        "sgemm_size": SGEMM_SIZE,
         "device": device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -216,17 +257,22 @@ def run_bench(plan: BenchPlan, command: str, progress: Callable[[int, int, str],
     sample grids."""
     config, rows_todo = plan.config, plan.rows
     rows, grids = [], {}
+    arithmetic = run_arithmetic(config.model_dir, plan.device)
     for i, (backend_name, sampler, steps) in enumerate(rows_todo):
         if progress:
             progress(i, len(rows_todo), f"{backend_name} {sampler}-{steps}")
         settings = row_settings(config, sampler, steps)
         backend = plan.backends[backend_name]
-        rows.append(bench_row(backend, backend_name, plan.schedule, settings, config, plan.evaluator, grids))
+        rows.append(
+            bench_row(
+                backend, backend_name, plan.schedule, settings, config, plan.evaluator, grids, arithmetic
+            )
+        )
     if progress:
         progress(len(rows_todo), len(rows_todo), "done")
     return {
         "config": dataclasses.asdict(config),
-        "environment": environment(config, plan.device, plan.evaluator),
+        "environment": environment(config, plan.device, plan.evaluator, arithmetic),
         "rows": [dataclasses.asdict(r) for r in rows],
         "grids": grids,
         "default_steps": {name: spec.default_steps for name, spec in SAMPLERS.items()},

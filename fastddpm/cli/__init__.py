@@ -11,6 +11,7 @@ from fastddpm import __version__
 from fastddpm.cli.bench import bench
 from fastddpm.cli.common import OneLineErrors, say
 from fastddpm.cli.data import data_app
+from fastddpm.cli.demo import demo
 from fastddpm.cli.distill import distill
 from fastddpm.cli.evaluator import evaluator_app
 from fastddpm.cli.export import export
@@ -24,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (train, distill, sample, bench, export):
+for command in (train, distill, sample, bench, export, demo):
     app.command()(command)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluator_app, name="evaluator")

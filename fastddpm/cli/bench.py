@@ -69,8 +69,7 @@ def bench(
     --eta applies to the DDIM rows only. Accuracy is the mean ± std over the seeds, each split scored in one
     evaluator call as the course does.
     """
-    from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits, run_bench
-    from fastddpm.bench.report import table, write_report
+    from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits
     from fastddpm.sampling.batch import model_defaults
     from fastddpm.sampling.job import objects_warning
     from fastddpm.model import load_card
@@ -101,11 +100,20 @@ def bench(
         export_dir=str(export_dir),
     )
     plan = plan_bench(config)  # everything checked and every backend opened, before any work
-    warning = objects_warning(model_dir, [labels for split in config.splits.values() for labels in split])
-    with owned_folder(out):  # the whole run: a second bench would also skew this one's timings
+    conditions = [labels for split in config.splits.values() for labels in split]
+    run_and_report(plan, out, objects_warning(model_dir, conditions), device.value)
+
+
+def run_and_report(plan, out: Path, warning: str | None, device: str) -> None:
+    """The bench with its results folder owned for the whole run (a second bench would also skew this one's
+    timings): notes, progress, the table, the report files."""
+    from fastddpm.bench.report import table, write_report
+    from fastddpm.bench.run import run_bench
+
+    with owned_folder(out):
         if warning:
             say(f"warning: {warning}")
-        cpu_note(device.value)
+        cpu_note(device)
         with ProgressBar("bench") as bar:
             report = run_bench(plan, command="fastddpm " + " ".join(sys.argv[1:]), progress=bar)
         out_console.print(table(report))

@@ -51,6 +51,11 @@ def guided(eps_fn: EpsFn, scale: float) -> EpsFn:
     return guided_eps
 
 
+def rows_per_image(scale: float) -> int:
+    """Network rows each image costs per call: its conditional and null rows under guidance, else one."""
+    return 1 if scale == 1.0 else 2
+
+
 def _timestep(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
 
@@ -246,6 +251,11 @@ class SamplerSpec:
         if eta != 0 and not self.uses_eta:
             users = ", ".join(s.name for s in SAMPLERS.values() if s.uses_eta)
             raise UsageError(f"--eta {eta}: {self.name} takes no eta (only {users} does)")
+
+    def network_calls(self, steps: int) -> int:
+        """Network calls in a run of `steps`: every sampler here calls it once per step (multistep methods reuse
+        earlier outputs instead of extra evaluations)."""
+        return steps
 
     def noise_steps(self, steps: int, eta: float) -> int:
         """How many per-step noise tensors a run of `steps` consumes."""
