@@ -183,3 +183,22 @@ def test_several_precisions_are_listed_not_picked(exported, tiny_model, tmp_path
     with pytest.raises(UsageError, match=r"holds 2 .onnx exports of this model: .*\(bf16\), .*\(fp32\)"):
         find_export(folder, tiny_model, ".onnx")
     assert find_export(folder / path.name, tiny_model, ".onnx") == folder / path.name
+
+
+def test_bf16_is_refused_before_any_work_where_onnxruntime_has_no_bf16_kernels(tiny_model, tmp_path):
+    import onnxruntime
+
+    from fastddpm.export.onnx_export import PrecisionUnavailable
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed: bf16 can be checked here")
+    with pytest.raises(PrecisionUnavailable, match="--precision bf16: ONNX Runtime's CPU provider has no bf16"):
+        export_onnx(tiny_model, tmp_path / "out", "bf16", device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
+def test_fp16_sanity_is_judged_against_the_fp32_reference(tiny_model, tmp_path):
+    """The tiny untrained model's images are near-blank in every precision: that is no fault of the export."""
+    _, record = export_onnx(tiny_model, tmp_path, "fp16", (1, 2, 4), device="cpu")
+    assert record.sanity["reference_std"] > 0 and record.sanity["finite"]
+    assert record.sanity["std"] >= min(0.05, 0.5 * record.sanity["reference_std"])

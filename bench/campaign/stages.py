@@ -185,8 +185,7 @@ def export(ctx: StageContext) -> dict:
     """ONNX at fp16 and bf16 with the parity and blank / NaN checks, on onnxruntime's CPU provider."""
     import onnxruntime
 
-    from fastddpm.errors import UsageError
-    from fastddpm.export.onnx_export import export_onnx
+    from fastddpm.export.onnx_export import PrecisionUnavailable, export_onnx
 
     model = run_folder(ctx) / "model"
     if not (model / "model.safetensors").is_file():
@@ -202,7 +201,7 @@ def export(ctx: StageContext) -> dict:
         try:
             path, record = export_onnx(model, ctx.work / "export", precision, (1, 8, 32), device)
             exports[precision] = {"file": path.name, **dataclasses.asdict(record)}
-        except UsageError as err:  # refused before any work: this machine cannot check that precision
+        except PrecisionUnavailable as err:  # refused before any work: this machine cannot check it
             exports[precision] = {"skipped": str(err)}
         except Exception as err:  # noqa: BLE001 - one precision failing must not hide the other's result
             exports[precision] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}

@@ -60,9 +60,8 @@ def _export(r: dict) -> str:
     parts = []
     for precision, record in r.get("exports", {}).items():
         worst = max((p["relative"] for p in record.get("parity", [])), default=None)
-        parts.append(
-            f"{precision} " + (f"rel {worst:.1e}" if worst is not None else record.get("error", "")[:60])
-        )
+        other = "skipped (see its JSON)" if "skipped" in record else record.get("error", "")[:60]
+        parts.append(f"{precision} " + (f"parity rel {worst:.1e}" if worst is not None else other))
     return "; ".join(parts)
 
 
