@@ -141,3 +141,22 @@ def test_a_shared_option_takes_the_same_range_in_every_command(flag, low, high):
 def test_a_shared_option_keeps_its_own_help_per_command(flag):
     helps = {path: param.help for path, param in every_option() if flag in param.opts}
     assert all(helps.values()) and len(set(helps.values())) > 1, helps
+
+
+@pytest.mark.parametrize(
+    "given, expected", [([], 5.0), (["--min-snr-gamma", "2"], 2.0), (["--min-snr-gamma", "0"], None)]
+)
+def test_train_passes_the_min_snr_gamma_on_and_zero_turns_it_off(monkeypatch, tmp_path, given, expected):
+    import fastddpm.training.loop as loop
+    from fastddpm.training.loop import TrainResult
+
+    seen = {}
+
+    def fake_train(config, resume, progress):
+        seen["config"] = config
+        return TrainResult(tmp_path / "model", 0, None)
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    code, output = run("train", "--data", tmp_path, "--out", tmp_path / "run", *given)
+    assert code == 0, output
+    assert seen["config"].min_snr_gamma == expected

@@ -19,7 +19,10 @@ Data = options.data("Run", "i-CLEVR folder in the course layout (`data render` m
 Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")
 Epochs = Annotated[float, option("Run", "Length of the LR schedule in passes over the data.")]
 Minutes = options.minutes("Wall-clock budget; the LR schedule follows it.")
-Resume = options.resume("Continue the run in --out (that folder, even if copied or moved).")
+Resume = options.resume(
+    "Continue the run in --out (that folder, even if copied or moved); Ctrl-C or SIGTERM checkpoints it within "
+    "a step (exit 130 / 143)."
+)
 Preset = Annotated[
     str,
     option(
@@ -40,6 +43,10 @@ CondDrop = Annotated[
 ]
 Hflip = Annotated[
     bool, option("Optimisation", "Mirror half the training images left-right (labels have no positions).")
+]
+MinSnrGamma = Annotated[
+    float,
+    option("Optimisation", "Min-SNR-gamma loss weight (Hang et al. 2023); 0: off, plain MSE at every t.", min=0.0),
 ]
 Seed = options.seed("Optimisation", "Seed of init, batches and noise.")
 Compile = Annotated[
@@ -125,6 +132,7 @@ def train(
     ema: Ema = TrainConfig.ema,
     cond_drop: CondDrop = TrainConfig.cond_drop,
     hflip: Hflip = TrainConfig.hflip,
+    min_snr_gamma: MinSnrGamma = TrainConfig.min_snr_gamma,
     seed: Seed = TrainConfig.seed,
     compile: Compile = TrainConfig.compile,
     amp: AmpOpt = Amp(TrainConfig.amp),
@@ -137,10 +145,7 @@ def train(
     eval_minutes: EvalMinutes = TrainConfig.eval_minutes,
     evaluator: Evaluator = None,
 ) -> None:
-    """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration.
-
-    Ctrl-C or SIGTERM saves a checkpoint within a step and exits with 130 / 143; continue with --resume.
-    """
+    """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration."""
     from fastddpm.training.loop import train as run_training
 
     if gpus > 1:
@@ -155,6 +160,7 @@ def train(
         ema=ema,
         cond_drop=cond_drop,
         hflip=hflip,
+        min_snr_gamma=min_snr_gamma or None,
         amp=amp.value,
         compile=compile,
         device=device.value,
