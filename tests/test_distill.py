@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from conftest import make_tiny_model
 from fastddpm.cli import app
 from fastddpm.configs import DistillConfig, SamplingDefaults
-from fastddpm.distill.method import Stage, distill, halving_target, loss_of
+from fastddpm.distill.loop import distill
+from fastddpm.distill.method import Stage, halving_target, loss_of
 from fastddpm.errors import UsageError
 from fastddpm.model import EpsilonModel, load_card, load_model
 from fastddpm.schedule import NoiseSchedule

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_tiny_model
 from fastddpm.configs import TrainConfig
-from fastddpm.distill.method import distill
+from fastddpm.distill.loop import distill
 from fastddpm.errors import UsageError
 from fastddpm.training.checkpoint import CHECKPOINT_NAME, TrainCounters
 from fastddpm.training.loop import train

@@ -1,4 +1,4 @@
-"""`fastddpm distill`: options -> DistillConfig -> fastddpm.distill.method.distill."""
+"""`fastddpm distill`: options -> DistillConfig -> fastddpm.distill.loop.distill."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def distill(
     """Distill a guided model into a few-step student: fold the guidance in, then halve the DDIM steps
     from-steps -> ... -> to-steps. The student is an ordinary model folder (OUT/model) that sample, bench and
     export take as they are, at its own step count by default. Stops and resumes like train."""
-    from fastddpm.distill.method import distill as run_distill
+    from fastddpm.distill.loop import distill as run_distill
     from fastddpm.distill.run import teacher_settings
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir

@@ -1,5 +1,6 @@
-"""The bookkeeping of a `fastddpm distill` run (the method is in distill.py): its folder, data, counters,
-per-stage optimiser, check-ins (log, checkpoint), stop and resume bit for bit, and each stage's student folder."""
+"""The bookkeeping of a `fastddpm distill` run (the method is in method.py, the loop in loop.py): its folder,
+data, counters, per-stage optimiser, check-ins (log, checkpoint), stop and resume bit for bit, and each stage's
+student folder."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from fastddpm.training.checkpoint import (
 from fastddpm.card import StudentInfo
 from fastddpm.configs import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
+from fastddpm.distill.method import Stage, stage_folder, stage_teacher
 from fastddpm.errors import UsageError
 from fastddpm.model import EpsilonModel, ModelCard, checkpoint_sha256, load_card, load_model, save_model
 from fastddpm.runtime import resolve_device
@@ -108,7 +110,6 @@ class DistillRun:
 
     def open_stage(self, index: int):
         """The stage's teacher, and its student initialised from that teacher (or from the checkpoint)."""
-        from fastddpm.distill.method import Stage, stage_folder, stage_teacher
 
         steps = self.config.stages()
         init = Path(self.config.model) if index == 0 else stage_folder(self.out, steps[index - 1])
@@ -150,7 +151,6 @@ class DistillRun:
 
     def finish_stage(self, stage) -> None:
         """Save the student (fp32 in students/, and fp16 in model/ after the last stage), evaluate it, move on."""
-        from fastddpm.distill.method import stage_folder
 
         steps = stage.steps or self.config.from_steps  # the folded model samples at the first teacher's steps
         student = StudentInfo(
