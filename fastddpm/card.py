@@ -182,5 +182,7 @@ def read_file(cls: type, path: Path, what: str) -> Any:
         return read_section(cls, json.loads(path.read_text()), "")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"{path} is not a {what}: not JSON ({err})") from None
+    except RecursionError:
+        raise UsageError(f"{path} is not a {what}: nested too deeply to read") from None
     except UsageError as err:
         raise UsageError(f"{path} is not a {what}: {err}") from None

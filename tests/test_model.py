@@ -215,3 +215,10 @@ def test_a_broken_card_is_refused_in_one_line_naming_the_file_and_the_field(
         load_card(folder)
     assert str(refused.value).startswith(f"{config} is not a fastddpm model config: {message}")
     assert "\n" not in str(refused.value)
+
+
+def test_a_card_nested_too_deeply_is_refused_in_one_line(tiny_model, tmp_path):
+    folder = shutil.copytree(tiny_model, tmp_path / "m")
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UsageError, match="is not a fastddpm model config: nested too deeply to read"):
+        load_card(folder)
