@@ -178,3 +178,39 @@ def test_pool_seeds_pools_alike_runs_and_refuses_others(tmp_path):
     for paths in refused:
         done = subprocess.run([sys.executable, str(script), *paths], capture_output=True, text=True)
         assert done.returncode == 2 and "Traceback" not in done.stderr and not done.stdout
+
+
+def test_rerunning_a_split_reproduces_the_reports_per_seed_accuracy(
+    bench_report, tiny_model, tiny_evaluator, tmp_path
+):
+    """The oracle: every (row, split, seed) cell of the JSON is what sampling that split again and scoring it
+    gives (same weights, settings, seeds and evaluator, on the same CPU), and the seed-0 grid the bench saved
+    is of those images (the tiny random evaluator scores near 0, so the images carry the check)."""
+    from fastddpm.conditions import multi_hot, read_test_labels
+    from fastddpm.evaluator.network import Evaluator
+    from fastddpm.export import open_backend
+    from fastddpm.model import load_card
+    from fastddpm.sampling.batch import generate_split
+    from fastddpm.sampling.job import save_grid
+
+    report = json.loads(bench_report.read_text())
+    labels = read_test_labels(bench_report.parent.parent / "mini.json")
+    backend = open_backend("torch", tiny_model, torch.device("cpu"), torch.float32)
+    schedule = NoiseSchedule.from_config(load_card(tiny_model).diffusion)
+    evaluator = Evaluator(tiny_evaluator, "cpu")
+    cells = 0
+    for row in report["rows"]:
+        settings = SampleSettings(
+            row["sampler"], row["steps"], 0.0, report["config"]["guidance"], len(labels)
+        )
+        for seed, expected in zip(
+            report["config"]["seeds"], row["accuracy"]["mini"]["per_seed"], strict=True
+        ):
+            images = generate_split(backend, schedule, labels, settings, seed, "cpu")
+            assert evaluator.accuracy(images, multi_hot(labels)) == expected
+            if seed == report["config"]["seeds"][0]:  # the grid the bench saved holds these very images
+                save_grid(tmp_path / "grid.png", images)
+                saved = bench_report.with_suffix("") / f"torch-{row['sampler']}-{row['steps']}-mini.png"
+                assert (tmp_path / "grid.png").read_bytes() == saved.read_bytes()
+            cells += 1
+    assert cells == len(report["rows"]) * len(report["config"]["seeds"])
