@@ -1,0 +1,269 @@
+"""Issue 27, past the fp32 cap: does int8 post-training quantisation (OpenVINO NNCF) make one 32-image split at
+DPM-Solver++-10 much faster on this CPU than fp32 OpenVINO / ONNX Runtime, and what does it cost in accuracy?
+
+Calibration inputs are the network's real inputs (x_t, t, cond), recorded from the fp32 OpenVINO backend while it
+samples the validation label sets (synth.test_splits(1000), seed 1000), never the test splits. Each variant is
+quantised with nncf.quantize, compiled like the fp32 backend (same threads, latency hint, f32 for what stays
+unquantised) and timed beside fp32 in this process: one warm-up, then the median of --repeats split runs on the
+test labels. Every backend is scored by the shipped evaluator on both test splits, and each int8 variant's eps is
+compared with fp32 on held-out recorded inputs (the validation labels at seed 1001).
+
+    taskset -c 0 env OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/int8_openvino.py \\
+        --test /work/shared/iclevr/course/test.json --new-test /work/shared/iclevr/course/new_test.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, save  # noqa: E402
+
+from fastddpm.backends import EXPORT_SUFFIX  # noqa: E402
+from fastddpm.backends.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
+from fastddpm.conditions import multi_hot, read_test_labels  # noqa: E402
+from fastddpm.data import synth  # noqa: E402
+from fastddpm.errors import UsageError  # noqa: E402
+from fastddpm.evaluator.network import Evaluator  # noqa: E402
+from fastddpm.export.artifacts import find_export  # noqa: E402
+from fastddpm.paths import default_model_dir  # noqa: E402
+from fastddpm.pipeline import Pipeline  # noqa: E402
+from fastddpm.runtime import cpu_model, timed_call  # noqa: E402
+from fastddpm.sampling.batch import generate_split  # noqa: E402
+
+CALIBRATION_DRAW, CALIBRATION_SEED, HELD_OUT_SEED = 1000, 1000, 1001  # validation only, never the test splits
+COMPILE_KEYS = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")
+# Ops kept in fp32 by the "keep-norms" variant: attention's softmax and the normalisations.
+NORM_TYPES = ["Softmax", "MVN", "GroupNormalization", "NormalizeL2", "ReduceMean", "Power", "Sqrt", "Divide"]
+VARIANTS = ("performance", "mixed", "transformer", "keep-norms")  # performance: nncf's default
+
+
+class CompiledModelBackend(OpenVinoBackend):
+    """An OpenVINO model already in memory (the int8 one), compiled with the fp32 backend's settings and fed
+    through its __call__."""
+
+    def __init__(self, model, like: OpenVinoBackend, provider: str) -> None:
+        ov = import_openvino()
+        self.device, self.io, self.provider = like.device, like.io, provider
+        config = {key: like.compiled.get_property(key) for key in COMPILE_KEYS}
+        self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+
+class Recorder:
+    """An eps_fn that forwards to a backend and keeps every call's inputs."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.device, self.calls = backend, backend.device, []
+
+    def __call__(self, x, t, cond):
+        self.calls.append((x.clone(), t.clone(), cond.clone()))
+        return self.backend(x, t, cond)
+
+
+def record_calls(backend, schedule, label_sets, settings, seed) -> list[tuple]:
+    recorder = Recorder(backend)
+    for labels in label_sets:
+        generate_split(recorder, schedule, labels, settings, seed, backend.device)
+    return recorder.calls
+
+
+def feeds(io, calls, rows: int) -> list[dict]:
+    """Calibration items of `rows` rows (numpy, by input name), each a stride through one call so that it holds
+    conditional and null rows alike, ordered so that any prefix (nncf calibrates on the first subset_size)
+    spans every recorded call and timestep."""
+    out = []
+    count = max(1, calls[0][0].shape[0] // rows)
+    for j in range(count):
+        for x, t, cond in calls:
+            part = slice(j, None, count)
+            out.append({io.x: x[part].numpy(), io.t: t[part].numpy(), io.cond: cond[part].numpy()})
+    return out
+
+
+def quantize(ov_model, items: list[dict], variant: str, subset_size: int):
+    import nncf
+
+    options = {"subset_size": min(subset_size, len(items))}
+    if variant == "mixed":
+        options["preset"] = nncf.QuantizationPreset.MIXED
+    elif variant == "transformer":
+        options["model_type"] = nncf.ModelType.TRANSFORMER
+    elif variant == "keep-norms":
+        options["ignored_scope"] = nncf.IgnoredScope(types=NORM_TYPES, validate=False)
+    return nncf.quantize(ov_model, nncf.Dataset(items), **options)
+
+
+def relative_eps_error(backend, reference, calls, guidance: float) -> dict:
+    """||eps - eps_fp32|| / ||eps_fp32|| per held-out call, raw and guided (what the sampler steps with)."""
+    raw, guided = [], []
+    for x, t, cond in calls:
+        got, want = backend(x, t, cond), reference(x, t, cond)
+        raw.append(((got - want).norm() / want.norm()).item())
+        (gc, gn), (wc, wn) = got.chunk(2), want.chunk(2)
+        g, w = gn + guidance * (gc - gn), wn + guidance * (wc - wn)
+        guided.append(((g - w).norm() / w.norm()).item())
+    per_t = {int(c[1][0]): round(e, 5) for c, e in zip(calls, guided, strict=True)}
+    return {
+        "median": statistics.median(raw),
+        "max": max(raw),
+        "guided_median": statistics.median(guided),
+        "guided_max": max(guided),
+        "guided_per_t": per_t,
+    }
+
+
+def bench_backend(backend, schedule, splits, settings, seeds, evaluator, repeats: int) -> dict:
+    """Median ms of `repeats` runs of the first split at seeds[0] after one warm-up, and accuracy per split and
+    seed (the timed runs are deterministic: their last images are the first split's seeds[0] score)."""
+    first = next(iter(splits))
+    run = lambda labels, seed: generate_split(backend, schedule, labels, settings, seed, backend.device)  # noqa: E731
+    run(splits[first], seeds[0])
+    times = []
+    for _ in range(repeats):
+        images, ms = timed_call(lambda: run(splits[first], seeds[0]), backend.device)
+        times.append(ms)
+    accuracy = {}
+    for name, labels in splits.items():
+        per_seed = []
+        for seed in seeds:
+            if not (name == first and seed == seeds[0]):
+                images = run(labels, seed)
+            per_seed.append(evaluator.accuracy(images, multi_hot(labels)))
+        accuracy[name] = {"mean": statistics.mean(per_seed), "per_seed": per_seed}
+    return {"median_ms": statistics.median(times), "times_ms": times, "accuracy": accuracy}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=default_model_dir())
+    parser.add_argument(
+        "--export", type=Path, default=Path("export"), help="folder holding the fp32 ONNX export"
+    )
+    parser.add_argument("--test", type=Path, required=True, help="the course's test.json (timed and scored)")
+    parser.add_argument("--new-test", type=Path, required=True, help="the course's new_test.json (scored)")
+    parser.add_argument("--evaluator", type=Path, default=None, help="default: the shipped evaluator")
+    parser.add_argument("--seeds", default="0", help="sampling seeds to score, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--variants", default="performance", help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument("--subset-size", type=int, default=160, help="calibration feeds nncf uses")
+    parser.add_argument("--rows", type=int, default=8, help="rows per calibration feed")
+    parser.add_argument("--ort", action="store_true", help="time fp32 ONNX Runtime too")
+    parser.add_argument("--out", type=Path, default=RESULTS / "int8")
+    args = parser.parse_args()
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for variant in args.variants:
+        if variant not in VARIANTS:
+            parser.error(f"--variants {variant!r}; choose from {', '.join(VARIANTS)}")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds {args.seeds!r}: give comma-separated integers such as 0,1,2")
+    if args.repeats < 1 or args.subset_size < 1 or args.rows < 1:
+        parser.error("--repeats, --subset-size and --rows take positive integers")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        splits = {"test": read_test_labels(args.test), "new_test": read_test_labels(args.new_test)}
+        evaluator = Evaluator(args.evaluator, "cpu")
+        pipe = Pipeline.from_pretrained(args.model, "cpu", "openvino", "fp32", args.export)
+        onnx_path = find_export(args.export, args.model, EXPORT_SUFFIX["openvino"])
+    except UsageError as error:
+        sys.exit(f"error: {error}")
+    fp32 = pipe.backend
+    settings = pipe.settings("dpmpp", 10, batch_size=max(len(s) for s in splits.values()))
+    val, new_val = synth.test_splits(CALIBRATION_DRAW)
+    start = time.perf_counter()
+    calibration = record_calls(fp32, pipe.schedule, (val, new_val), settings, CALIBRATION_SEED)
+    held_out = record_calls(fp32, pipe.schedule, (val,), settings, HELD_OUT_SEED)
+    items = feeds(fp32.io, calibration, args.rows)
+    print(f"recorded {len(calibration)} calls ({len(items)} feeds) in {time.perf_counter() - start:.1f} s")
+
+    ov = import_openvino()
+    backends, quantised = {"openvino fp32": fp32}, {}
+    if args.ort:
+        backends["ort fp32"] = Pipeline.from_pretrained(args.model, "cpu", "ort", "fp32", args.export).backend
+    for variant in args.variants:
+        start = time.perf_counter()
+        model = quantize(ov.Core().read_model(str(onnx_path)), items, variant, args.subset_size)
+        name = f"openvino int8 {variant}"
+        backends[name] = CompiledModelBackend(model, fp32, "OpenVINO CPU int8")
+        quantised[name] = {
+            "variant": variant,
+            "quantise_seconds": round(time.perf_counter() - start, 1),
+            "eps_error": relative_eps_error(backends[name], fp32, held_out, settings.guidance),
+        }
+        print(f"{name}: quantised in {quantised[name]['quantise_seconds']} s", flush=True)
+
+    rows = {}
+    for name, backend in backends.items():
+        rows[name] = {
+            **bench_backend(backend, pipe.schedule, splits, settings, args.seeds, evaluator, args.repeats),
+            **quantised.get(name, {}),
+        }
+        print(f"{name}: {rows[name]['median_ms']:.0f} ms", flush=True)
+    print_table(rows)
+    import nncf
+
+    save(
+        "int8_openvino",
+        {
+            "settings": {
+                "sampler": settings.sampler,
+                "steps": settings.steps,
+                "guidance": settings.guidance,
+                "batch_size": settings.batch_size,
+                "seeds": args.seeds,
+                "repeats": args.repeats,
+            },
+            "calibration": {
+                "draw": CALIBRATION_DRAW,
+                "seed": CALIBRATION_SEED,
+                "held_out_seed": HELD_OUT_SEED,
+                "calls": len(calibration),
+                "feeds": len(items),
+                "rows_per_feed": args.rows,
+                "subset_size": min(args.subset_size, len(items)),
+            },
+            "environment": {
+                "cpu": cpu_model(),
+                "cores": len(os.sched_getaffinity(0)),
+                "openvino": ov.__version__,
+                "nncf": nncf.__version__,
+                "export": str(onnx_path),
+                "evaluator": str(evaluator.path),
+            },
+            "rows": rows,
+        },
+        args.out,
+    )
+
+
+def print_table(rows: dict) -> None:
+    print(f"{'backend':<28} {'ms/split':>9} {'test':>6} {'new_test':>8} {'eps err':>8} {'guided':>8}")
+    for name, row in rows.items():
+        err = row.get("eps_error")
+        errors = f"{err['median']:>8.4f} {err['guided_median']:>8.4f}" if err else f"{'-':>8} {'-':>8}"
+        acc = row["accuracy"]
+        print(
+            f"{name:<28} {row['median_ms']:>9.0f} {acc['test']['mean']:>6.3f} {acc['new_test']['mean']:>8.3f} "
+            f"{errors}"
+        )
+
+
+if __name__ == "__main__":
+    main()
