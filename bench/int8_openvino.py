@@ -15,6 +15,7 @@ compared with fp32 on held-out recorded inputs (the validation labels at seed 10
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import sys
@@ -39,11 +40,36 @@ from fastddpm.runtime import cpu_model, timed_call  # noqa: E402
 from fastddpm.sampling.batch import generate_split  # noqa: E402
 
 CALIBRATION_DRAW, CALIBRATION_SEED, HELD_OUT_SEED = 1000, 1000, 1001  # validation only, never the test splits
+PROFILED_CALL = 5  # the held-out call whose ops are timed (t=500 at 10 steps)
 COMPILE_KEYS = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")
 # Ops kept in fp32 by the "keep-norms" variant: attention's softmax and the normalisations.
 NORM_TYPES = ["Softmax", "MVN", "GroupNormalization", "NormalizeL2", "ReduceMean", "Power", "Sqrt", "Divide"]
 # performance: nncf's default; transformer: its model type (SmoothQuant, attention kept in fp32 where it can)
 VARIANTS = ("performance", "mixed", "transformer", "keep-norms", "transformer-norms")
+
+
+def compile_config(like: OpenVinoBackend) -> dict:
+    return {key: like.compiled.get_property(key) for key in COMPILE_KEYS}
+
+
+def op_times(model, like: OpenVinoBackend, call: tuple) -> dict:
+    """Milliseconds per op type and precision of one network call by OpenVINO's own counters (the second of two
+    runs; the counters add some overhead), the 8 largest and the total."""
+    ov = import_openvino()
+    request = ov.Core().compile_model(model, "CPU", {**compile_config(like), "PERF_COUNT": True})
+    request = request.create_infer_request()
+    x, t, cond = call
+    feed = {like.io.x: x.numpy(), like.io.t: t.numpy(), like.io.cond: cond.numpy()}
+    request.infer(feed)
+    request.infer(feed)
+    totals = collections.Counter()
+    for op in request.profiling_info:
+        totals[f"{op.node_type} {op.exec_type.split('_')[-1]}"] += op.real_time.total_seconds() * 1000
+    return {
+        "t": int(t[0]),
+        **{k: round(v, 1) for k, v in totals.most_common(8)},
+        "total": round(sum(totals.values()), 1),
+    }
 
 
 class CompiledModelBackend(OpenVinoBackend):
@@ -53,8 +79,7 @@ class CompiledModelBackend(OpenVinoBackend):
     def __init__(self, model, like: OpenVinoBackend, provider: str) -> None:
         ov = import_openvino()
         self.device, self.io, self.provider = like.device, like.io, provider
-        config = {key: like.compiled.get_property(key) for key in COMPILE_KEYS}
-        self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self.compiled = ov.Core().compile_model(model, "CPU", compile_config(like))
         self.request = self.compiled.create_infer_request()
 
 
@@ -173,18 +198,18 @@ def int8_backends(args, ov_model, fp32, items, held_out, settings) -> dict[str, 
     out = {}
     for variant in args.variants:
         start = time.perf_counter()
-        backend = CompiledModelBackend(
-            quantize(ov_model.clone(), items, variant, args.subset_size), fp32, "OpenVINO CPU int8"
-        )
+        model = quantize(ov_model.clone(), items, variant, args.subset_size)
+        backend = CompiledModelBackend(model, fp32, "OpenVINO CPU int8")
         error = relative_eps_error(backend, fp32, held_out, settings.guidance)
         name = f"openvino int8 {variant}"
         record = {"variant": variant, "quantise_seconds": round(time.perf_counter() - start, 1)}
+        record["op_ms"] = op_times(model, fp32, held_out[PROFILED_CALL])
         out[name] = (backend, {**record, "eps_error": error})
         print(f"{name}: quantised in {record['quantise_seconds']} s", flush=True)
         lowest = int8_down_to(error["guided_per_t"], args.max_error)
         if lowest is not None and lowest > min(map(int, error["guided_per_t"])):
             split = TimestepSplit(backend, fp32, lowest)
-            record = {**record, "int8_down_to_t": lowest, "max_error": args.max_error}
+            record = {"variant": variant, "int8_down_to_t": lowest, "max_error": args.max_error}
             out[f"{name} t>={lowest}"] = (
                 split,
                 {**record, "eps_error": relative_eps_error(split, fp32, held_out, settings.guidance)},
@@ -215,6 +240,9 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=0.02,
         help="held-out guided eps error up to which a timestep split runs int8 (fixed before any test score)",
+    )
+    parser.add_argument(
+        "--profile-only", action="store_true", help="quantise and profile; no timing or scores"
     )
     parser.add_argument("--ort", action="store_true", help="time fp32 ONNX Runtime too")
     parser.add_argument("--out", type=Path, default=RESULTS / "int8")
@@ -257,8 +285,9 @@ def main() -> None:
     quantised = int8_backends(args, ov.Core().read_model(str(onnx_path)), fp32, items, held_out, settings)
     backends.update({name: backend for name, (backend, _) in quantised.items()})
     quantised = {name: record for name, (_, record) in quantised.items()}
-    rows = {}
-    for name, backend in backends.items():
+    quantised["openvino fp32"] = {"op_ms": op_times(str(onnx_path), fp32, held_out[PROFILED_CALL])}
+    rows = {name: dict(record) for name, record in quantised.items()} if args.profile_only else {}
+    for name, backend in {} if args.profile_only else backends.items():
         rows[name] = {
             **bench_backend(backend, pipe.schedule, splits, settings, args.seeds, evaluator, args.repeats),
             **quantised.get(name, {}),
@@ -303,15 +332,21 @@ def main() -> None:
 
 
 def print_table(rows: dict) -> None:
-    print(f"{'backend':<40} {'ms/split':>9} {'test':>6} {'new_test':>8} {'eps err':>8} {'guided':>8}")
+    """backend, median ms per split, mean accuracies, eps errors (raw, guided) and the profiled ms of one call."""
+    print(
+        f"{'backend':<40} {'ms/split':>9} {'test':>6} {'new_test':>8} {'eps err':>8} {'guided':>8} {'ms/call':>8}"
+    )
     for name, row in rows.items():
-        err = row.get("eps_error")
-        errors = f"{err['median']:>8.4f} {err['guided_median']:>8.4f}" if err else f"{'-':>8} {'-':>8}"
-        acc = row["accuracy"]
-        print(
-            f"{name:<40} {row['median_ms']:>9.0f} {acc['test']['mean']:>6.3f} {acc['new_test']['mean']:>8.3f} "
-            f"{errors}"
-        )
+        err, acc, ops = row.get("eps_error"), row.get("accuracy"), row.get("op_ms")
+        cells = [
+            f"{row['median_ms']:.0f}" if "median_ms" in row else "-",
+            f"{acc['test']['mean']:.3f}" if acc else "-",
+            f"{acc['new_test']['mean']:.3f}" if acc else "-",
+            f"{err['median']:.4f}" if err else "-",
+            f"{err['guided_median']:.4f}" if err else "-",
+            f"{ops['total']:.0f}" if ops else "-",
+        ]
+        print(f"{name:<40} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, (9, 6, 8, 8, 8, 8), strict=True)))
 
 
 if __name__ == "__main__":
