@@ -83,18 +83,21 @@ class CompiledModelBackend(OpenVinoBackend):
         self.request = self.compiled.create_infer_request()
 
 
-class TimestepSplit:
-    """int8 at the high timesteps, fp32 from `fp32_below` down: at low t the eps is the network's output plus the
-    linear skip, two large terms that nearly cancel, so the network's int8 error is amplified there."""
+class TimestepRouter:
+    """Each call to the first int8 band whose lowest timestep it reaches ((t_min, backend), highest first), and to
+    fp32 below `fp32_below`: at low t the eps is the network's output plus the linear skip, two large terms that
+    nearly cancel, so the network's int8 error is amplified there."""
 
     capturable = False
 
-    def __init__(self, int8, fp32, fp32_below: int) -> None:
-        self.int8, self.fp32, self.fp32_below = int8, fp32, fp32_below
-        self.device, self.provider = fp32.device, f"{int8.provider} (fp32 below t={fp32_below})"
+    def __init__(self, bands: list[tuple], fp32, fp32_below: int = 0) -> None:
+        self.bands, self.fp32, self.fp32_below, self.device = bands, fp32, fp32_below, fp32.device
+        self.provider = f"OpenVINO CPU int8 bands {[t for t, _ in bands]}, fp32 below t={fp32_below}"
 
     def __call__(self, x, t, cond):
-        return (self.fp32 if int(t.max()) < self.fp32_below else self.int8)(x, t, cond)
+        step = int(t.max())
+        chosen = next((b for t_min, b in self.bands if step >= t_min), self.fp32)
+        return (self.fp32 if step < self.fp32_below else chosen)(x, t, cond)
 
 
 def int8_down_to(per_t: dict, max_error: float) -> int | None:
@@ -192,24 +195,48 @@ def bench_backend(backend, schedule, splits, settings, seeds, evaluator, repeats
     return {"median_ms": statistics.median(times), "times_ms": times, "accuracy": accuracy}
 
 
-def int8_backends(args, ov_model, fp32, items, held_out, settings) -> dict[str, tuple]:
-    """{name: (backend, record)} for every variant and, where its held-out error allows, its timestep split
-    (int8 down to the lowest t whose error is within --max-error, fp32 below)."""
+def quantise_bands(args, ov_model, fp32, calls, variant: str, edges: list[int]) -> list[tuple]:
+    """(t_min, backend, model) per timestep band (edges: the bands' lower ends, highest first, the last 0), each
+    model calibrated on the recorded calls that fall in its band."""
+    bands, upper = [], None
+    for t_min in edges:
+        inside = [c for c in calls if t_min <= int(c[1][0]) < (upper or args.num_timesteps)]
+        model = quantize(ov_model.clone(), feeds(fp32.io, inside, args.rows), variant, args.subset_size)
+        bands.append((t_min, CompiledModelBackend(model, fp32, "OpenVINO CPU int8"), model))
+        upper = t_min
+    return bands
+
+
+def int8_backends(args, ov_model, fp32, calls, held_out, settings) -> dict[str, tuple]:
+    """{name: (backend, record)} for every variant, calibrated over all timesteps and (--bands) per band, and where
+    the held-out error allows, its timestep split (int8 down to the lowest t within --max-error, fp32 below)."""
     out = {}
-    for variant in args.variants:
+    for variant, edges in [
+        (v, e) for v in args.variants for e in ([0], [*args.bands, 0])[: 1 + bool(args.bands)]
+    ]:
         start = time.perf_counter()
-        model = quantize(ov_model.clone(), items, variant, args.subset_size)
-        backend = CompiledModelBackend(model, fp32, "OpenVINO CPU int8")
-        error = relative_eps_error(backend, fp32, held_out, settings.guidance)
-        name = f"openvino int8 {variant}"
-        record = {"variant": variant, "quantise_seconds": round(time.perf_counter() - start, 1)}
-        record["op_ms"] = op_times(model, fp32, held_out[PROFILED_CALL])
-        out[name] = (backend, {**record, "eps_error": error})
+        bands = quantise_bands(args, ov_model, fp32, calls, variant, edges)
+        router = TimestepRouter([(t, b) for t, b, _ in bands], fp32)
+        name = f"openvino int8 {variant}" + (f" bands@{edges[:-1]}" if len(edges) > 1 else "")
+        record = {
+            "variant": variant,
+            "band_edges": edges,
+            "quantise_seconds": round(time.perf_counter() - start, 1),
+        }
+        if len(edges) == 1:
+            record["op_ms"] = op_times(bands[0][2], fp32, held_out[PROFILED_CALL])
+        error = relative_eps_error(router, fp32, held_out, settings.guidance)
+        out[name] = (router, {**record, "eps_error": error})
         print(f"{name}: quantised in {record['quantise_seconds']} s", flush=True)
         lowest = int8_down_to(error["guided_per_t"], args.max_error)
         if lowest is not None and lowest > min(map(int, error["guided_per_t"])):
-            split = TimestepSplit(backend, fp32, lowest)
-            record = {"variant": variant, "int8_down_to_t": lowest, "max_error": args.max_error}
+            split = TimestepRouter(router.bands, fp32, lowest)
+            record = {
+                "variant": variant,
+                "band_edges": edges,
+                "int8_down_to_t": lowest,
+                "max_error": args.max_error,
+            }
             out[f"{name} t>={lowest}"] = (
                 split,
                 {**record, "eps_error": relative_eps_error(split, fp32, held_out, settings.guidance)},
@@ -244,6 +271,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile-only", action="store_true", help="quantise and profile; no timing or scores"
     )
+    parser.add_argument(
+        "--bands", default="", help="comma-separated timesteps: also one int8 model per band, e.g. 500"
+    )
     parser.add_argument("--ort", action="store_true", help="time fp32 ONNX Runtime too")
     parser.add_argument("--out", type=Path, default=RESULTS / "int8")
     args = parser.parse_args()
@@ -255,6 +285,12 @@ def parse_args() -> argparse.Namespace:
         args.seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds {args.seeds!r}: give comma-separated integers such as 0,1,2")
+    try:
+        args.bands = sorted({int(b) for b in args.bands.split(",") if b.strip()}, reverse=True)
+    except ValueError:
+        parser.error(f"--bands {args.bands!r}: give comma-separated timesteps such as 500")
+    if any(not 0 < b < 1000 for b in args.bands):
+        parser.error(f"--bands {args.bands}: each edge lies in 1..999")
     if args.repeats < 1 or args.subset_size < 1 or args.rows < 1:
         parser.error("--repeats, --subset-size and --rows take positive integers")
     return args
@@ -282,7 +318,10 @@ def main() -> None:
     backends = {"openvino fp32": fp32}
     if args.ort:
         backends["ort fp32"] = Pipeline.from_pretrained(args.model, "cpu", "ort", "fp32", args.export).backend
-    quantised = int8_backends(args, ov.Core().read_model(str(onnx_path)), fp32, items, held_out, settings)
+    args.num_timesteps = pipe.schedule.num_timesteps
+    quantised = int8_backends(
+        args, ov.Core().read_model(str(onnx_path)), fp32, calibration, held_out, settings
+    )
     backends.update({name: backend for name, (backend, _) in quantised.items()})
     quantised = {name: record for name, (_, record) in quantised.items()}
     quantised["openvino fp32"] = {"op_ms": op_times(str(onnx_path), fp32, held_out[PROFILED_CALL])}
@@ -315,6 +354,7 @@ def main() -> None:
                 "feeds": len(items),
                 "rows_per_feed": args.rows,
                 "max_error": args.max_error,
+                "bands": args.bands,
                 "subset_size": min(args.subset_size, len(items)),
             },
             "environment": {
