@@ -6,7 +6,9 @@ samples the validation label sets (synth.test_splits(1000), seed 1000), never th
 quantised with nncf.quantize, compiled like the fp32 backend (same threads, latency hint, f32 for what stays
 unquantised) and timed beside fp32 in this process: one warm-up, then the median of --repeats split runs on the
 test labels. Every backend is scored by the shipped evaluator on both test splits, and each int8 variant's eps is
-compared with fp32 on held-out recorded inputs (the validation labels at seed 1001).
+compared with fp32 on held-out recorded inputs (the validation labels at seed 1001). Where that error stays within
+--max-error down to some t, a timestep split (int8 there, fp32 below) is a row too; --bands adds one int8 model
+per timestep band, each calibrated on its band's calls. The int8 pieces live in int8_quant.py.
 
     taskset -c 0 env OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/int8_openvino.py \\
         --test /work/shared/iclevr/course/test.json --new-test /work/shared/iclevr/course/new_test.json
@@ -15,7 +17,6 @@ compared with fp32 on held-out recorded inputs (the validation labels at seed 10
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import statistics
 import sys
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, save  # noqa: E402
 
 from fastddpm.backends import EXPORT_SUFFIX  # noqa: E402
-from fastddpm.backends.openvino_backend import OpenVinoBackend, import_openvino  # noqa: E402
+from fastddpm.backends.openvino_backend import import_openvino  # noqa: E402
 from fastddpm.conditions import multi_hot, read_test_labels  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
@@ -38,140 +39,19 @@ from fastddpm.paths import default_model_dir  # noqa: E402
 from fastddpm.pipeline import Pipeline  # noqa: E402
 from fastddpm.runtime import cpu_model, timed_call  # noqa: E402
 from fastddpm.sampling.batch import generate_split  # noqa: E402
+from int8_quant import (  # noqa: E402
+    PROFILED_CALL,
+    VARIANTS,
+    TimestepRouter,
+    feeds,
+    int8_down_to,
+    op_times,
+    quantise_bands,
+    record_calls,
+    relative_eps_error,
+)
 
 CALIBRATION_DRAW, CALIBRATION_SEED, HELD_OUT_SEED = 1000, 1000, 1001  # validation only, never the test splits
-PROFILED_CALL = 5  # the held-out call whose ops are timed (t=500 at 10 steps)
-COMPILE_KEYS = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")
-# Ops kept in fp32 by the "keep-norms" variant: attention's softmax and the normalisations.
-NORM_TYPES = ["Softmax", "MVN", "GroupNormalization", "NormalizeL2", "ReduceMean", "Power", "Sqrt", "Divide"]
-# performance: nncf's default; transformer: its model type (SmoothQuant, attention kept in fp32 where it can)
-VARIANTS = ("performance", "mixed", "transformer", "keep-norms", "transformer-norms")
-
-
-def compile_config(like: OpenVinoBackend) -> dict:
-    return {key: like.compiled.get_property(key) for key in COMPILE_KEYS}
-
-
-def op_times(model, like: OpenVinoBackend, call: tuple) -> dict:
-    """Milliseconds per op type and precision of one network call by OpenVINO's own counters (the second of two
-    runs; the counters add some overhead), the 8 largest and the total."""
-    ov = import_openvino()
-    request = ov.Core().compile_model(model, "CPU", {**compile_config(like), "PERF_COUNT": True})
-    request = request.create_infer_request()
-    x, t, cond = call
-    feed = {like.io.x: x.numpy(), like.io.t: t.numpy(), like.io.cond: cond.numpy()}
-    request.infer(feed)
-    request.infer(feed)
-    totals = collections.Counter()
-    for op in request.profiling_info:
-        totals[f"{op.node_type} {op.exec_type.split('_')[-1]}"] += op.real_time.total_seconds() * 1000
-    return {
-        "t": int(t[0]),
-        **{k: round(v, 1) for k, v in totals.most_common(8)},
-        "total": round(sum(totals.values()), 1),
-    }
-
-
-class CompiledModelBackend(OpenVinoBackend):
-    """An OpenVINO model already in memory (the int8 one), compiled with the fp32 backend's settings and fed
-    through its __call__."""
-
-    def __init__(self, model, like: OpenVinoBackend, provider: str) -> None:
-        ov = import_openvino()
-        self.device, self.io, self.provider = like.device, like.io, provider
-        self.compiled = ov.Core().compile_model(model, "CPU", compile_config(like))
-        self.request = self.compiled.create_infer_request()
-
-
-class TimestepRouter:
-    """Each call to the first int8 band whose lowest timestep it reaches ((t_min, backend), highest first), and to
-    fp32 below `fp32_below`: at low t the eps is the network's output plus the linear skip, two large terms that
-    nearly cancel, so the network's int8 error is amplified there."""
-
-    capturable = False
-
-    def __init__(self, bands: list[tuple], fp32, fp32_below: int = 0) -> None:
-        self.bands, self.fp32, self.fp32_below, self.device = bands, fp32, fp32_below, fp32.device
-        self.provider = f"OpenVINO CPU int8 bands {[t for t, _ in bands]}, fp32 below t={fp32_below}"
-
-    def __call__(self, x, t, cond):
-        step = int(t.max())
-        chosen = next((b for t_min, b in self.bands if step >= t_min), self.fp32)
-        return (self.fp32 if step < self.fp32_below else chosen)(x, t, cond)
-
-
-def int8_down_to(per_t: dict, max_error: float) -> int | None:
-    """The lowest visited timestep from which up every held-out guided eps error is within max_error (None: even
-    the highest is not)."""
-    lowest = None
-    for t in sorted(per_t, key=int, reverse=True):
-        if per_t[t] > max_error:
-            break
-        lowest = int(t)
-    return lowest
-
-
-class Recorder:
-    """An eps_fn that forwards to a backend and keeps every call's inputs."""
-
-    def __init__(self, backend) -> None:
-        self.backend, self.device, self.calls = backend, backend.device, []
-
-    def __call__(self, x, t, cond):
-        self.calls.append((x.clone(), t.clone(), cond.clone()))
-        return self.backend(x, t, cond)
-
-
-def record_calls(backend, schedule, label_sets, settings, seed) -> list[tuple]:
-    recorder = Recorder(backend)
-    for labels in label_sets:
-        generate_split(recorder, schedule, labels, settings, seed, backend.device)
-    return recorder.calls
-
-
-def feeds(io, calls, rows: int) -> list[dict]:
-    """Calibration items of `rows` rows (numpy, by input name), each a stride through one call so that it holds
-    conditional and null rows alike, ordered so that any prefix (nncf calibrates on the first subset_size)
-    spans every recorded call and timestep."""
-    out = []
-    count = max(1, calls[0][0].shape[0] // rows)
-    for j in range(count):
-        for x, t, cond in calls:
-            part = slice(j, None, count)
-            out.append({io.x: x[part].numpy(), io.t: t[part].numpy(), io.cond: cond[part].numpy()})
-    return out
-
-
-def quantize(ov_model, items: list[dict], variant: str, subset_size: int):
-    import nncf
-
-    options = {"subset_size": min(subset_size, len(items))}
-    if variant == "mixed":
-        options["preset"] = nncf.QuantizationPreset.MIXED
-    if variant.startswith("transformer"):
-        options["model_type"] = nncf.ModelType.TRANSFORMER
-    if variant.endswith("norms"):
-        options["ignored_scope"] = nncf.IgnoredScope(types=NORM_TYPES, validate=False)
-    return nncf.quantize(ov_model, nncf.Dataset(items), **options)
-
-
-def relative_eps_error(backend, reference, calls, guidance: float) -> dict:
-    """||eps - eps_fp32|| / ||eps_fp32|| per held-out call, raw and guided (what the sampler steps with)."""
-    raw, guided = [], []
-    for x, t, cond in calls:
-        got, want = backend(x, t, cond), reference(x, t, cond)
-        raw.append(((got - want).norm() / want.norm()).item())
-        (gc, gn), (wc, wn) = got.chunk(2), want.chunk(2)
-        g, w = gn + guidance * (gc - gn), wn + guidance * (wc - wn)
-        guided.append(((g - w).norm() / w.norm()).item())
-    per_t = {int(c[1][0]): round(e, 5) for c, e in zip(calls, guided, strict=True)}
-    return {
-        "median": statistics.median(raw),
-        "max": max(raw),
-        "guided_median": statistics.median(guided),
-        "guided_max": max(guided),
-        "guided_per_t": per_t,
-    }
 
 
 def bench_backend(backend, schedule, splits, settings, seeds, evaluator, repeats: int) -> dict:
@@ -193,18 +73,6 @@ def bench_backend(backend, schedule, splits, settings, seeds, evaluator, repeats
             per_seed.append(evaluator.accuracy(images, multi_hot(labels)))
         accuracy[name] = {"mean": statistics.mean(per_seed), "per_seed": per_seed}
     return {"median_ms": statistics.median(times), "times_ms": times, "accuracy": accuracy}
-
-
-def quantise_bands(args, ov_model, fp32, calls, variant: str, edges: list[int]) -> list[tuple]:
-    """(t_min, backend, model) per timestep band (edges: the bands' lower ends, highest first, the last 0), each
-    model calibrated on the recorded calls that fall in its band."""
-    bands, upper = [], None
-    for t_min in edges:
-        inside = [c for c in calls if t_min <= int(c[1][0]) < (upper or args.num_timesteps)]
-        model = quantize(ov_model.clone(), feeds(fp32.io, inside, args.rows), variant, args.subset_size)
-        bands.append((t_min, CompiledModelBackend(model, fp32, "OpenVINO CPU int8"), model))
-        upper = t_min
-    return bands
 
 
 def int8_backends(args, ov_model, fp32, calls, held_out, settings) -> dict[str, tuple]:
@@ -333,42 +201,48 @@ def main() -> None:
         }
         print(f"{name}: {rows[name]['median_ms']:.0f} ms", flush=True)
     print_table(rows)
-    import nncf
-
     save(
         "int8_openvino",
-        {
-            "settings": {
-                "sampler": settings.sampler,
-                "steps": settings.steps,
-                "guidance": settings.guidance,
-                "batch_size": settings.batch_size,
-                "seeds": args.seeds,
-                "repeats": args.repeats,
-            },
-            "calibration": {
-                "draw": CALIBRATION_DRAW,
-                "seed": CALIBRATION_SEED,
-                "held_out_seed": HELD_OUT_SEED,
-                "calls": len(calibration),
-                "feeds": len(items),
-                "rows_per_feed": args.rows,
-                "max_error": args.max_error,
-                "bands": args.bands,
-                "subset_size": min(args.subset_size, len(items)),
-            },
-            "environment": {
-                "cpu": cpu_model(),
-                "cores": len(os.sched_getaffinity(0)),
-                "openvino": ov.__version__,
-                "nncf": nncf.__version__,
-                "export": str(onnx_path),
-                "evaluator": str(evaluator.path),
-            },
-            "rows": rows,
-        },
+        result_record(args, settings, calibration, items, onnx_path, evaluator, rows),
         args.out,
     )
+
+
+def result_record(args, settings, calibration, items, onnx_path, evaluator, rows) -> dict:
+    """The saved JSON: settings, calibration, environment (versions, export, evaluator) and every row."""
+    import nncf
+
+    ov = import_openvino()
+    return {
+        "settings": {
+            "sampler": settings.sampler,
+            "steps": settings.steps,
+            "guidance": settings.guidance,
+            "batch_size": settings.batch_size,
+            "seeds": args.seeds,
+            "repeats": args.repeats,
+        },
+        "calibration": {
+            "draw": CALIBRATION_DRAW,
+            "seed": CALIBRATION_SEED,
+            "held_out_seed": HELD_OUT_SEED,
+            "calls": len(calibration),
+            "feeds": len(items),
+            "rows_per_feed": args.rows,
+            "max_error": args.max_error,
+            "bands": args.bands,
+            "subset_size": min(args.subset_size, len(items)),
+        },
+        "environment": {
+            "cpu": cpu_model(),
+            "cores": len(os.sched_getaffinity(0)),
+            "openvino": ov.__version__,
+            "nncf": nncf.__version__,
+            "export": str(onnx_path),
+            "evaluator": str(evaluator.path),
+        },
+        "rows": rows,
+    }
 
 
 def print_table(rows: dict) -> None:
