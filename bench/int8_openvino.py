@@ -172,7 +172,8 @@ def main() -> None:
         pipe = Pipeline.from_pretrained(args.model, "cpu", "openvino", "fp32", args.export)
         onnx_path = find_export(args.export, args.model, EXPORT_SUFFIX["openvino"])
     except UsageError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     fp32 = pipe.backend
     settings = pipe.settings("dpmpp", 10, batch_size=max(len(s) for s in splits.values()))
     val, new_val = synth.test_splits(CALIBRATION_DRAW)
