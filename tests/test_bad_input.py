@@ -425,6 +425,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path, inputs, args, fragments)
     assert snapshot(inputs["student"].parent) == before
 
 
+@pytest.mark.slow
 def test_bench_warns_of_label_sets_with_more_objects_than_the_model_saw(tmp_path, inputs):
     args = [*BENCH_TINY, "--labels-file", "{four}"]
     code, text = run(*(arg.format(**inputs, out=tmp_path / "out") for arg in args))

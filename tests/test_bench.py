@@ -137,6 +137,7 @@ def test_network_calls_and_rows_are_what_the_samplers_do(name, scale):
     assert set(rows) == {5 * rows_per_image(scale)}  # the last chunk is padded to batch_size
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path, monkeypatch):
     script = Path(__file__).resolve().parents[1] / "bench" / "time_to_accuracy.py"
     monkeypatch.syspath_prepend(str(script.parent))
@@ -156,6 +157,7 @@ def test_time_to_accuracy_splits_a_log_by_steps_and_refuses_bad_ranges(tmp_path,
         assert not (script.parent / "results" / "never.md").exists()
 
 
+@pytest.mark.slow
 def test_pool_seeds_pools_alike_runs_and_refuses_others(tmp_path):
     script = Path(__file__).resolve().parents[1] / "bench" / "pool_seeds.py"
 

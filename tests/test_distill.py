@@ -44,6 +44,7 @@ def one_vs_two_steps(student, teacher, schedule, steps: int) -> float:
         return float((student(z, grid[index], cond) - target).pow(2).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", [1, 2])
 def test_a_halving_stage_makes_one_step_match_two(tmp_path, steps):
     torch.manual_seed(0)
@@ -69,6 +70,7 @@ def test_a_halving_stage_makes_one_step_match_two(tmp_path, steps):
     assert after < 0.1 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_stop_and_resume_continue_exactly(tiny_data, tmp_path):
     teacher = make_tiny_model(tmp_path / "teacher")
     straight = distill(tiny_config(teacher, tiny_data, tmp_path / "straight"))
@@ -93,6 +95,7 @@ def test_stop_and_resume_continue_exactly(tiny_data, tmp_path):
     assert [e["student_steps"] for e in stages] == [2, 1]
 
 
+@pytest.mark.slow
 def test_the_student_is_an_ordinary_model_folder(tiny_data, tmp_path):
     teacher = make_tiny_model(tmp_path / "teacher")
     card = dataclasses.replace(load_card(teacher), sampling=SamplingDefaults(3.0, "a test"))
@@ -148,6 +151,7 @@ def test_the_student_is_an_ordinary_model_folder(tiny_data, tmp_path):
     assert dataclasses.asdict(load_card(student).model) == dataclasses.asdict(load_card(teacher).model)
 
 
+@pytest.mark.slow
 def test_a_student_distills_further_without_folding_again(tiny_data, tmp_path):
     teacher = make_tiny_model(tmp_path / "teacher")
     first = tmp_path / "first"

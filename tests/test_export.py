@@ -16,6 +16,8 @@ from fastddpm.sampling.batch import generate, image_seeds
 from fastddpm.model import ModelCard, load_model
 from fastddpm.schedule import NoiseSchedule, linear_betas
 
+pytestmark = pytest.mark.slow  # every ONNX export takes seconds
+
 
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):

@@ -23,6 +23,7 @@ def test_variants_are_train_options_and_a_seed_suffix_repeats_one():
         variant("patch3")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [

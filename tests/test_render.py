@@ -148,6 +148,7 @@ def _written(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in files}
 
 
+@pytest.mark.slow
 def test_a_render_split_in_two_or_batched_otherwise_writes_the_same_files(tmp_path, monkeypatch):
     render_dataset(tmp_path / "whole", scenes=4, seed=3)
     render_dataset(tmp_path / "split", scenes=2, seed=3)

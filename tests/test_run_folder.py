@@ -37,6 +37,7 @@ def test_a_stopped_training_run_resumes_from_its_folder(tiny_data, tmp_path):
     assert [r["step"] for r in log] == sorted(r["step"] for r in log) and log[-1]["step"] >= 2
 
 
+@pytest.mark.slow
 def test_a_stopped_distillation_resumes_from_its_folder(tiny_data, tmp_path):
     teacher = make_tiny_model(tmp_path / "teacher")
     out = tmp_path / "distill"
@@ -91,6 +92,7 @@ def test_the_log_appends_one_record_per_call_and_a_fresh_run_restarts_it(tmp_pat
     assert not folder.metrics_path.exists()
 
 
+@pytest.mark.slow
 def test_training_does_not_import_distillation():
     code = (
         "import sys, fastddpm.training.loop, fastddpm.training.run_folder; "

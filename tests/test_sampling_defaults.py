@@ -48,6 +48,7 @@ def test_a_card_with_a_bad_guidance_is_refused_naming_the_file(tiny_model, tmp_p
         load_card(model)
 
 
+@pytest.mark.slow
 def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_evaluator, tmp_path):
     model = shutil.copytree(tiny_model, tmp_path / "model")
     weights = file_sha256(model / "model.safetensors")
@@ -66,6 +67,7 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
     assert dataclasses.replace(card, sampling=load_card(tiny_model).sampling) == load_card(tiny_model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "bad",
     [
