@@ -20,6 +20,9 @@ VARIANT_OPTIONS: dict[str, dict] = {
     "v-cosine": {"prediction": "v", "schedule": "cosine"},
     # mirrored scenes keep their labels; the lighting is not symmetric
     "hflip": {"hflip": True},
+    # the min-SNR weight off: plain eps MSE, so the low-noise steps DDPM-1000 ends on are trained
+    # (bench/results/recipe/DDPM1000.md)
+    "eps-uniform": {"min_snr_gamma": 0},
     # for later sessions: the two halves of v-cosine, and combinations
     "v-linear": {"prediction": "v"},
     "cosine": {"schedule": "cosine"},

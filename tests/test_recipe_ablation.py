@@ -42,3 +42,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_the_eps_uniform_variant_turns_the_min_snr_weight_off():
+    assert variant("eps-uniform").train_args() == ["--min-snr-gamma", "0", "--seed", "0"]
