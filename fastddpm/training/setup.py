@@ -101,16 +101,14 @@ def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
     the run lives (that folder, wherever it was made: a copied run continues in the copy) and its length; else
     refuse a folder that already holds a run."""
     folder = RunFolder(config.out)
-    if not resume:
+    saved = folder.saved_config(TrainConfig.from_dict) if resume else None
+    if saved is None:
         folder.claim_new()
-        if (
-            config.evaluator is not None
-        ):  # an evaluator given is checked now, even with the quick evaluation off
-            Evaluator(config.evaluator, option="--evaluator")
+    evaluator = (saved or config).evaluator
+    if evaluator is not None:  # checked now, even with the quick evaluation off
+        Evaluator(evaluator, option="--evaluator")
+    if saved is None:
         return config
-    saved = folder.saved_config(TrainConfig.from_dict)
-    if saved.evaluator is not None:  # checked now, even with the quick evaluation off
-        Evaluator(saved.evaluator, option="--evaluator")
     if saved.model != config.model or saved.diffusion != config.diffusion:
         raise UsageError(
             f"--resume: {folder.path} was trained with model {saved.model} and diffusion {saved.diffusion}; "
