@@ -133,6 +133,16 @@ def run_folder(ctx: StageContext) -> Path:
     return ctx.work / "run"
 
 
+def trained_model(ctx: StageContext) -> Path:
+    """The model folder the train stage wrote; the later stages need it."""
+    from fastddpm.model import WEIGHTS_NAME
+
+    model = run_folder(ctx) / "model"
+    if not (model / WEIGHTS_NAME).is_file():
+        raise RuntimeError(f"no trained model in {model}")
+    return model
+
+
 def train(ctx: StageContext) -> dict:
     """From scratch with the `gpu` preset for what the budget leaves; the EMA model comes back in parts."""
     if not (data_folder(ctx) / "train.json").is_file():
@@ -148,18 +158,19 @@ def train(ctx: StageContext) -> dict:
     )
     ctx.save(command=" ".join(argv[2:]), planned_minutes=round(minutes, 2))
     code, stopped = run_child(ctx, argv, "train", grace_s=25)
-    metrics = read_metrics(run_folder(ctx) / "metrics.jsonl")
-    model = run_folder(ctx) / "model"
-    ctx.save(exit_status=code, stopped_for_time=stopped, **metrics)
-    if not (model / "model.safetensors").is_file():
-        raise RuntimeError(f"no model written (exit {code}): {log_tail(ctx, 'train')}")
-    card = json.loads((model / "config.json").read_text())
-    info = card.get("info", {})
-    rate = info["images_seen"] / info["train_seconds"] if info.get("train_seconds") else None
-    ctx.save(
-        steps=info.get("steps"), images_seen=info.get("images_seen"), train_seconds=info.get("train_seconds")
-    )
-    ctx.save(images_per_second=rate and round(rate, 1), model_card=card, parts=pack_model(model, ctx.out))
+    from fastddpm.model import load_card
+
+    ctx.save(exit_status=code, stopped_for_time=stopped, **read_metrics(run_folder(ctx) / "metrics.jsonl"))
+    try:
+        model = trained_model(ctx)
+    except RuntimeError:
+        raise RuntimeError(f"no model written (exit {code}): {log_tail(ctx, 'train')}") from None
+    card = load_card(model)
+    info = card.info
+    rate = info.images_seen / info.train_seconds if info.images_seen and info.train_seconds else None
+    ctx.save(steps=info.steps, images_seen=info.images_seen, train_seconds=info.train_seconds)
+    ctx.save(images_per_second=rate and round(rate, 1), model_card=json.loads(card.to_json()))
+    ctx.save(parts=pack_model(model, ctx.out))
     return ctx.result
 
 
@@ -175,10 +186,7 @@ def read_metrics(path: Path) -> dict:
 
 def new_model_bench(ctx: StageContext) -> dict:
     """The model the train stage wrote, on the course files, with capture."""
-    model = run_folder(ctx) / "model"
-    if not (model / "model.safetensors").is_file():
-        raise RuntimeError(f"no trained model in {model}")
-    return bench_model(ctx, model, course_splits(ctx, course_label_files(ctx)), shipped=False)
+    return bench_model(ctx, trained_model(ctx), course_splits(ctx, course_label_files(ctx)), shipped=False)
 
 
 def export(ctx: StageContext) -> dict:
@@ -187,9 +195,7 @@ def export(ctx: StageContext) -> dict:
 
     from fastddpm.export.onnx_export import PrecisionUnavailable, export_onnx
 
-    model = run_folder(ctx) / "model"
-    if not (model / "model.safetensors").is_file():
-        raise RuntimeError(f"no trained model in {model}")
+    model = trained_model(ctx)
     providers = onnxruntime.get_available_providers()
     ctx.save(
         ort_providers=providers, note="parity runs on onnxruntime's CPU provider: no onnxruntime-gpu here"
