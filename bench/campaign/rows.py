@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaign.context import BudgetStop
@@ -72,17 +73,17 @@ def bench_model(ctx, model_dir: Path, splits: dict[str, list], shipped: bool) ->
     sizes = {k: len(v) for k, v in splits.items()}
     ctx.save(model=str(model_dir), checkpoint_sha256=checkpoint_sha256(model_dir), guidance=guidance)
     ctx.save(seeds=list(config.seeds), splits=sizes, skipped=skipped, rows=[])
-    evaluator, rows = Evaluator(None, device), []
+    runner, rows = RowRunner.open(ctx, config, Evaluator(None, device), device), []
     plan = [
         (b, torch.bfloat16 if cuda else torch.float32, s, n)
         for b, s, n in row_plan(cuda, shipped, ctx.dry_run)
     ]
-    done = run_rows(ctx, config, evaluator, device, plan, rows)
+    done = runner.run(plan, rows)
     if cuda and done == len(plan):
         # the fastest eager-backend row: an fp32 compile row would spend the budget on a second compilation
         fastest = min((r for r in rows if r["backend"] == "torch"), key=lambda r: r["latency_ms"]["median"])
         plan.append((fastest["backend"], torch.float32, fastest["sampler"], fastest["steps"]))
-        done += run_rows(ctx, config, evaluator, device, plan[done:], rows)
+        done += runner.run(plan[done:], rows)
     if reference:
         ctx.save(cpu_agreement=cpu_agreement(rows, reference, checkpoint_sha256(model_dir)))
     if done < len(plan):
@@ -90,39 +91,60 @@ def bench_model(ctx, model_dir: Path, splits: dict[str, list], shipped: bool) ->
     return ctx.result
 
 
-def run_rows(ctx, config, evaluator, device, plan, rows: list[dict]) -> int:
-    """Run the rows of `plan` while the budget lasts (each saved as it ends); returns how many ran."""
-    from fastddpm.bench.run import bench_row, row_settings, run_arithmetic
-    from fastddpm.export import open_backend
-    from fastddpm.schedule import NoiseSchedule
-    from fastddpm.model import load_card
+@dataclass
+class RowRunner:
+    """What every row of one model's bench shares: the schedule, the arithmetic columns' divisors (counted once)
+    and the backends opened so far, one per (name, dtype)."""
 
-    schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
-    backends, done, arithmetic = {}, 0, run_arithmetic(config.model_dir, device)
-    for backend_name, dtype, sampler, steps in plan:
-        if ctx.time_left() < (3 if ctx.dry_run else 10):
-            break
-        key = (backend_name, dtype)
-        if key not in backends:
-            backends[key] = open_backend(backend_name, config.model_dir, device, dtype)
-        grids, start = {}, time.perf_counter()
-        row = bench_row(backends[key], backend_name, schedule, row_settings(config, sampler, steps), config,
-                        evaluator, grids, arithmetic)  # fmt: skip
-        rows.append({**dataclasses.asdict(row), "dtype": str(dtype).removeprefix("torch."),
-                     "row_seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
-        save_grids(ctx, grids, rows[-1]["dtype"])
-        ctx.save(rows=rows)
-        done += 1
-    return done
+    ctx: object
+    config: object
+    evaluator: object
+    device: object
+    schedule: object
+    arithmetic: dict
+    backends: dict = field(default_factory=dict)
 
+    @classmethod
+    def open(cls, ctx, config, evaluator, device) -> RowRunner:
+        from fastddpm.bench.run import run_arithmetic
+        from fastddpm.model import load_card
+        from fastddpm.schedule import NoiseSchedule
 
-def save_grids(ctx, grids: dict, dtype: str) -> None:
-    from torchvision.utils import save_image
+        schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
+        return cls(ctx, config, evaluator, device, schedule, run_arithmetic(config.model_dir, device))
 
-    folder = ctx.work / "results" / "grids"
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, images in grids.items():
-        save_image(images.float() * 0.5 + 0.5, folder / f"{ctx.name}-{key}-{dtype}.png", nrow=8)
+    def run(self, plan, rows: list[dict]) -> int:
+        """Run the rows of `plan` while the budget lasts (each saved as it ends); returns how many ran."""
+        from fastddpm.bench.run import bench_row, row_settings
+        from fastddpm.export import open_backend
+        from fastddpm.sampling.job import save_grid
+
+        ctx, config, done = self.ctx, self.config, 0
+        grid_folder = ctx.work / "results" / "grids"
+        grid_folder.mkdir(parents=True, exist_ok=True)
+        for backend_name, dtype, sampler, steps in plan:
+            if ctx.time_left() < (3 if ctx.dry_run else 10):
+                break
+            key = (backend_name, dtype)
+            if key not in self.backends:
+                self.backends[key] = open_backend(backend_name, config.model_dir, self.device, dtype)
+            grids, start = {}, time.perf_counter()
+            settings = row_settings(config, sampler, steps)
+            row = bench_row(self.backends[key], backend_name, self.schedule, settings, config, self.evaluator,
+                            grids, self.arithmetic)  # fmt: skip
+            name = str(dtype).removeprefix("torch.")
+            rows.append(
+                {
+                    **dataclasses.asdict(row),
+                    "dtype": name,
+                    "row_seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+            for key_name, images in grids.items():
+                save_grid(grid_folder / f"{ctx.name}-{key_name}-{name}.png", images)
+            ctx.save(rows=rows)
+            done += 1
+        return done
 
 
 def cpu_agreement(rows: list[dict], reference: dict, sha: str) -> dict:
