@@ -66,13 +66,14 @@ def collect(folder: Path, results: Path = RESULTS, candidate: Path = CANDIDATE) 
         shutil.copy(path, stage / "campaign.json")
         with tarfile.open(folder / "results.tar") as tar:
             tar.extractall(stage, filter="data")
-        (stage / "SUMMARY.md").write_text(markdown(record))
+        summary = markdown(record)
+        (stage / "SUMMARY.md").write_text(summary)
         if parts:
             try:
                 unpack_model(folder, parts, Path(staging), candidate)
             except PartsMismatch as err:
                 return fail(str(err))
         stage.rename(dest)
-    print(markdown(record))
+    print(summary)
     print(f"filed in {dest}" + (f"; model in {candidate}" if parts else ""))
     return 0
