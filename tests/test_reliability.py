@@ -236,3 +236,37 @@ def test_only_the_atomic_writers_temp_files_inside_the_folder_are_removed(tmp_pa
         path.write_bytes(b"x")
     assert sorted(atomic.remove_stale_temp_files(folder)) == sorted(stale)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--data", "{data}", "--out", "{out}", "--resume"],  # no run in the folder to resume
+        [
+            "distill",
+            "--model",
+            "{junk}",
+            "--data",
+            "{data}",
+            "--out",
+            "{out}",
+            "--to-steps",
+            "2",
+        ],  # bad weights
+        ["distill", "--model", "{model}", "--data", "{data}", "--out", "{out}", "--resume"],  # no distill run
+    ],
+)
+def test_a_run_refused_before_its_work_leaves_nothing_beside_its_folder(
+    tmp_path, tiny_model, tiny_data, command
+):
+    """Every refusal comes before the folder's lock, whose file would stay beside the folder."""
+    import shutil
+
+    junk = shutil.copytree(tiny_model, tmp_path / "junk")
+    (junk / "model.safetensors").write_bytes(b"junk")
+    parent = tmp_path / "runs"
+    (parent / "run").mkdir(parents=True)
+    names = {"data": tiny_data, "out": parent / "run", "junk": junk, "model": tiny_model}
+    result = CliRunner().invoke(app, [arg.format(**names) for arg in command])
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in parent.iterdir()) == ["run"] and not any((parent / "run").iterdir())

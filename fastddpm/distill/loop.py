@@ -9,7 +9,7 @@ from torch import nn
 
 from fastddpm.configs import DistillConfig
 from fastddpm.distill.method import Stage, loss_of
-from fastddpm.distill.run import DistillRun, saved_config
+from fastddpm.distill.run import DistillRun
 from fastddpm.training.loop import StopRequest, TrainResult
 from fastddpm.training.run_folder import RunFolder
 
@@ -55,8 +55,7 @@ def distill(
     config.validate()
     folder = RunFolder(config.out, "distillation")
     folder.check_writable()  # before any work, and before the lock creates the folder's parent
-    if resume:
-        saved_config(folder.path)  # a folder that holds no distill run is refused before its lock is taken
+    config = DistillRun.check(config, resume)
     with folder.owned():
         run = DistillRun.start(config, resume)
         with StopRequest() as stop:

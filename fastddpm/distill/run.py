@@ -85,18 +85,28 @@ class DistillRun:
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_checkpoint = time.perf_counter()
 
+    @staticmethod
+    def check(config: DistillConfig, resume: bool) -> DistillConfig:
+        """Before the run folder's lock (whose file stays beside the folder, so every refusal comes first),
+        reading only: on --resume the saved config, which rules (but for where the run lives); else `config`,
+        once the folder holds no run and the teacher's weights load and fit its values."""
+        folder = RunFolder(config.out, "distillation")
+        if resume:
+            return saved_config(folder.path)
+        folder.claim_new()
+        _, card = load_model(config.model)
+        config.validate(card.diffusion.timesteps)
+        return config
+
     @classmethod
     def start(cls, config: DistillConfig, resume: bool) -> DistillRun:
-        """Check everything before any work, with the run folder owned (distill() checks it, then holds its
-        lock): on --resume the saved config rules (but for where the run lives); else refuse a folder that
-        already holds a run."""
+        """With the run folder owned and `config` from check(): resume from the checkpoint, or write the run's
+        config.json and start its log."""
         folder = RunFolder(config.out, "distillation")
         if resume:
             tensors, meta = read_training_state(folder.checkpoint_path)
-            return cls(saved_config(folder.path), meta, tensors)
-        folder.claim_new()
-        _, card = load_model(config.model)  # the teacher's weights load, before anything is written
-        config.validate(card.diffusion.timesteps)
+            return cls(config, meta, tensors)
+        folder.claim_new()  # again, under the lock: a run may have started there since check()
         run = cls(config, None, None)
         folder.write_config(dataclasses.asdict(config))
         folder.restart_log()

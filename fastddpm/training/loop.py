@@ -98,9 +98,12 @@ def train(
     """Train (or resume) the run in `config.out`, owning that folder while it runs (rank 0 holds the lock; the
     other ranks of a torchrun launch share the folder)."""
     check_config(config)
+    config = claim_run(config, resume)  # every refusal before the lock, whose file stays beside the folder
     owner = os.environ.get("RANK", "0") == "0"
     with RunFolder(config.out).owned() if owner else contextlib.nullcontext():
-        return _train(claim_run(config, resume), resume, progress, max_steps)
+        if owner and not resume:
+            RunFolder(config.out).claim_new()  # again, under the lock: a run may have started there since
+        return _train(config, resume, progress, max_steps)
 
 
 def _train(

@@ -97,9 +97,9 @@ def check_config(config: TrainConfig) -> None:
 
 
 def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
-    """With the run folder owned: on --resume the saved config of the run in `config.out` rules, but for where
-    the run lives (that folder, wherever it was made: a copied run continues in the copy) and its length; else
-    refuse a folder that already holds a run."""
+    """Before the run folder's lock, reading only: on --resume the saved config of the run in `config.out` rules,
+    but for where the run lives (that folder, wherever it was made: a copied run continues in the copy) and its
+    length; else refuse a folder that already holds a run."""
     folder = RunFolder(config.out)
     saved = folder.saved_config(TrainConfig.from_dict) if resume else None
     if saved is None:
