@@ -99,6 +99,8 @@ class ModelInfo:
     device: str | None = None
     render: RenderInfo | None = None
     parameters: int | None = None
+    init: str | None = None  # the model folder a fine-tune started from, as given
+    init_sha256: str | None = None  # of that folder's weights
     student: StudentInfo | None = None  # set on a distilled student only
     extra: dict = field(default_factory=dict)
 

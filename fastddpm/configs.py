@@ -105,6 +105,10 @@ class TrainConfig:
     eval_guidance: float = DEFAULT_GUIDANCE
     evaluator: str | None = None  # None: the shipped checkpoints/evaluator.pth
     log_every: int = 25  # steps between loss readouts (each one synchronises the device)
+    # A model folder whose weights start the run (a fine-tune; the optimiser starts fresh). Its model and diffusion
+    # configs replace this config's (training/setup.py with_init), and init_sha256 records its weights' hash.
+    init: str | None = None
+    init_sha256: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 

@@ -215,11 +215,11 @@ def save_model(
     atomic.write_text(folder / CONFIG_NAME, card.to_json() + "\n")
 
 
-def _model_files(folder: str | Path) -> tuple[Path, Path]:
+def _model_files(folder: str | Path, option: str) -> tuple[Path, Path]:
     folder = Path(folder)
     if folder.is_file():
         raise UsageError(
-            f"--model {quote(folder)} is not a model folder but a file: give the folder holding {WEIGHTS_NAME} and "
+            f"{option} {quote(folder)} is not a model folder but a file: give the folder holding {WEIGHTS_NAME} and "
             f"{CONFIG_NAME}"
         )
     weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
@@ -230,23 +230,26 @@ def _model_files(folder: str | Path) -> tuple[Path, Path]:
             else ""
         )
         raise UsageError(
-            f"--model {str(folder)!r} is not a model folder: it needs {WEIGHTS_NAME} and {CONFIG_NAME}{hint}"
+            f"{option} {str(folder)!r} is not a model folder: it needs {WEIGHTS_NAME} and {CONFIG_NAME}{hint}"
         )
     return weights, config
 
 
-def load_card(folder: str | Path) -> ModelCard:
-    """The config.json of a model folder."""
-    _, config = _model_files(folder)
+def load_card(folder: str | Path, option: str = "--model") -> ModelCard:
+    """The config.json of a model folder; `option` names the folder in messages."""
+    _, config = _model_files(folder, option)
     return read_file(ModelCard, config, "fastddpm model config")
 
 
-def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ConditionalUNet, ModelCard]:
-    """Rebuild the network from config.json and load its weights in float32."""
+def load_model(
+    folder: str | Path, device: str | torch.device = "cpu", option: str = "--model"
+) -> tuple[ConditionalUNet, ModelCard]:
+    """Rebuild the network from config.json and load its weights in float32; `option` names the folder in
+    messages."""
     from safetensors.torch import load_file
 
-    weights, config = _model_files(folder)
-    card = load_card(folder)
+    weights, config = _model_files(folder, option)
+    card = load_card(folder, option)
     net = ConditionalUNet(card.model)
     try:
         state = load_file(str(weights))

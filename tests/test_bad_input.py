@@ -383,6 +383,11 @@ BEFORE_WORK = [
         [*TRAIN_TINY, "--evaluator", "{garbage}", "--eval-minutes", "0"],
         ("garbage.pth", "not a course evaluator"),
     ),
+    # --init names a trained model folder, which decides the architecture
+    ([*TRAIN_TINY, "--init", "{model}/missing"], ("--init", "missing", "not a model folder")),
+    ([*TRAIN_TINY, "--init", "{model}/config.json"], ("--init", "config.json", "a file")),
+    ([*TRAIN_TINY, "--init", "{student}"], ("--init", "is a distilled student")),
+    ([*TRAIN_TINY, "--init", "{model}", "--patch", "2"], ("--patch cannot be given with --init",)),
     # validation images are never trained on
     (
         [*EVAL_TRAIN, "--batch-size", "2", "--validation", "{data}"],

@@ -136,6 +136,23 @@ def test_a_broken_render_manifest_is_refused_before_training(tiny_data, tmp_path
     assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
 
 
+def test_init_starts_from_the_model_folders_weights_and_architecture(tiny_data, tiny_model, tmp_path):
+    from fastddpm.model import checkpoint_sha256, load_card, load_model
+
+    wide = ModelConfig(**{**TINY_MODEL, "block_channels": (64, 64)})  # replaced by the init's architecture
+    train(tiny_config(tiny_data, tmp_path / "ft", init=str(tiny_model), model=wide), max_steps=0)
+    train(tiny_config(tiny_data, tmp_path / "scratch", seed=1), max_steps=0)
+    init_net, init_card = load_model(tiny_model)
+    for name, want_equal in (("ft", True), ("scratch", False)):
+        net, card = load_model(tmp_path / name / "model")
+        assert card.model == init_card.model
+        equal = [torch.allclose(a, b.half().float()) for a, b in zip(net.parameters(), init_net.parameters())]
+        assert all(equal) if want_equal else not all(equal), name
+    info = load_card(tmp_path / "ft" / "model").info
+    assert (info.init, info.init_sha256) == (str(tiny_model), checkpoint_sha256(tiny_model))
+    assert load_card(tmp_path / "scratch" / "model").info.init is None
+
+
 def test_random_hflip_mirrors_about_half_the_images_and_keeps_the_others():
     images = torch.randint(0, 256, (2000, 3, 4, 5), dtype=torch.uint8)
     out = random_hflip(images, torch.Generator().manual_seed(0))

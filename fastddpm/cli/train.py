@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -12,6 +13,7 @@ from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
+from fastddpm.errors import UsageError
 from fastddpm.presets import TRAIN_PRESETS, apply_preset
 
 
@@ -23,6 +25,14 @@ Resume = options.resume(
     "Continue the run in --out (that folder, even if copied or moved); Ctrl-C or SIGTERM checkpoints it within "
     "a step (exit 130 / 143)."
 )
+Init = Annotated[
+    Optional[Path],
+    option(
+        "Run",
+        "Model folder whose weights start the run (a fine-tune, fresh optimiser); its model and diffusion configs "
+        "replace the preset's and the model options'.",
+    ),
+]
 Preset = Annotated[
     str,
     option(
@@ -46,7 +56,9 @@ Hflip = Annotated[
 ]
 MinSnrGamma = Annotated[
     float,
-    option("Optimisation", "Min-SNR-gamma loss weight (Hang et al. 2023); 0: off, plain MSE at every t.", min=0.0),
+    option(
+        "Optimisation", "Min-SNR-gamma loss weight (Hang et al. 2023); 0: off, plain MSE at every t.", min=0.0
+    ),
 ]
 Seed = options.seed("Optimisation", "Seed of init, batches and noise.")
 Compile = Annotated[
@@ -80,6 +92,10 @@ OPTION_FIELDS = {
 }
 
 
+# the options an --init model folder's config.json decides
+INIT_DECIDES = ("channels", "attention", "patch", "conditioning", "schedule", "prediction")
+
+
 def explicit_fields(ctx: typer.Context) -> frozenset[str]:
     """The TrainConfig fields whose options were given (not left at their defaults): they override a preset."""
     given = [
@@ -88,6 +104,19 @@ def explicit_fields(ctx: typer.Context) -> frozenset[str]:
         if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
     ]
     return frozenset(OPTION_FIELDS.get(name, name) for name in given)
+
+
+def refuse_model_options_with_init(ctx: typer.Context, init: Path | None) -> None:
+    """--init brings its own architecture and schedule: an explicit model option beside it would be ignored."""
+    if init is None:
+        return
+    given = explicit_fields(ctx)
+    clash = [name for name in INIT_DECIDES if OPTION_FIELDS.get(name, name) in given]
+    if clash:
+        flags = ", ".join(f"--{name}" for name in clash)
+        raise UsageError(
+            f"{flags} cannot be given with --init: the --init model folder's config.json decides them"
+        )
 
 
 def model_config(channels: str, attention: str, patch: int, conditioning: Conditioning) -> ModelConfig:
@@ -102,8 +131,11 @@ def model_config(channels: str, attention: str, patch: int, conditioning: Condit
     )
 
 
-def launch_torchrun(gpus: int, argv: list[str]) -> int:
-    """`fastddpm train --gpus N ...` -> `torchrun --nproc-per-node N -m fastddpm train ...` (without --gpus)."""
+def relaunch_under_torchrun(gpus: int, argv: list[str]) -> None:
+    """With --gpus N > 1, run `torchrun --nproc-per-node N -m fastddpm train ...` (without --gpus) and exit with
+    its code; with one GPU, return and train in this process."""
+    if gpus <= 1:
+        return
     args, skip_value = [], False
     for arg in argv:
         if skip_value:
@@ -113,7 +145,7 @@ def launch_torchrun(gpus: int, argv: list[str]) -> int:
         elif not arg.startswith("--gpus="):
             args.append(arg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
-    return subprocess.call([*cmd, "-m", "fastddpm", *args])
+    raise typer.Exit(subprocess.call([*cmd, "-m", "fastddpm", *args]))
 
 
 @clean_errors
@@ -124,6 +156,7 @@ def train(
     epochs: Epochs = TrainConfig.epochs,
     minutes: Minutes = TrainConfig.minutes,
     resume: Resume = False,
+    init: Init = None,
     preset: Preset = "cpu",
     gpus: Gpus = 1,
     device: DeviceOpt = Device(TrainConfig.device),
@@ -148,8 +181,8 @@ def train(
     """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration."""
     from fastddpm.training.loop import train as run_training
 
-    if gpus > 1:
-        raise typer.Exit(launch_torchrun(gpus, sys.argv[1:]))
+    refuse_model_options_with_init(ctx, init)
+    relaunch_under_torchrun(gpus, sys.argv[1:])
     config = TrainConfig(
         data=str(data),
         out=str(out),
@@ -167,6 +200,7 @@ def train(
         seed=seed,
         eval_minutes=eval_minutes,
         evaluator=str(evaluator) if evaluator else None,
+        init=str(init) if init else None,
         model=model_config(channels, attention, patch, conditioning),
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )

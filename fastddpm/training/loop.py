@@ -30,7 +30,14 @@ from fastddpm.errors import UsageError
 from fastddpm.training.loss import diffusion_loss
 from fastddpm.model import ModelCard, count_parameters, save_model
 from fastddpm.runtime import DTYPES, autocast, resolve_device
-from fastddpm.training.setup import Run, build_run, check_config, claim_run, default_batch_size
+from fastddpm.training.setup import (
+    Run,
+    build_run,
+    check_config,
+    claim_run,
+    default_batch_size,
+    with_init,
+)
 
 ProgressFn = Callable[[int, int, str], None]  # (steps done, steps expected, info)
 
@@ -98,7 +105,9 @@ def train(
     """Train (or resume) the run in `config.out`, owning that folder while it runs (rank 0 holds the lock; the
     other ranks of a torchrun launch share the folder)."""
     check_config(config)
-    config = claim_run(config, resume)  # every refusal before the lock, whose file stays beside the folder
+    config = claim_run(
+        with_init(config), resume
+    )  # every refusal before the lock, whose file stays beside the folder
     owner = os.environ.get("RANK", "0") == "0"
     with RunFolder(config.out).owned() if owner else contextlib.nullcontext():
         if owner and not resume:
@@ -248,6 +257,8 @@ def finish(run: Run, stopped_by: int | None) -> TrainResult:
             device=str(run.device),
             render=run.render,
             parameters=count_parameters(run.net),
+            init=run.config.init,
+            init_sha256=run.config.init_sha256,
         )
         save_model(final, run.ema or run.net, ModelCard(run.config.model, run.config.diffusion, info))
     return TrainResult(final, run.counters.step, stopped_by)

@@ -24,7 +24,16 @@ from fastddpm.card import RenderInfo
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
-from fastddpm.model import ConditionalUNet, EpsilonModel, TrainingForm, count_parameters
+from fastddpm.folders import quote
+from fastddpm.model import (
+    ConditionalUNet,
+    EpsilonModel,
+    TrainingForm,
+    checkpoint_sha256,
+    count_parameters,
+    load_card,
+    load_model,
+)
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.network import Evaluator
 from fastddpm.evaluator.quick import QuickEval
@@ -96,6 +105,21 @@ def check_config(config: TrainConfig) -> None:
     RunFolder(config.out).check_writable()
 
 
+def with_init(config: TrainConfig) -> TrainConfig:
+    """`config` as a fine-tune of its --init model folder (unchanged without one): that folder's model and
+    diffusion configs and its weights' sha256. Reads only, before the lock; a distilled student is refused (its
+    weights expect the guidance folded into them, not the training loss)."""
+    if config.init is None:
+        return config
+    card = load_card(config.init, option="--init")
+    if card.info.student is not None:
+        raise UsageError(
+            f"--init {quote(config.init)} is a distilled student; give a model trained by `fastddpm train`"
+        )
+    sha = checkpoint_sha256(config.init)
+    return dataclasses.replace(config, model=card.model, diffusion=card.diffusion, init_sha256=sha)
+
+
 def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
     """Before the run folder's lock, reading only: on --resume the saved config of the run in `config.out` rules,
     but for where the run lives (that folder, wherever it was made: a copied run continues in the copy) and its
@@ -132,6 +156,8 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
     # Networks and optimiser, from the seed.
     torch.manual_seed(config.seed)
     net = ConditionalUNet(config.model).to(device)
+    if config.init is not None and not resume:  # before the EMA's copy, so both start from the init weights
+        net.load_state_dict(load_model(config.init, device, option="--init")[0].state_dict())
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
