@@ -95,7 +95,7 @@ class TrainConfig:
     # mirrored scene keeps its labels (the lighting is not symmetric; whether it helps is measured, not assumed).
     hflip: bool = False
     min_snr_gamma: float | None = 5.0
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    amp: str = "auto"  # auto (bf16 on CUDA and on a CPU with native bf16, else off) | bf16 | fp16 | off
     compile: bool | None = None  # None: on CUDA only
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0

@@ -42,6 +42,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype or torch.bfloat16, enabled=enabled)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX tiles): there bf16 autocast trains faster
+    than fp32 (bench/train_speed.py --compare); elsewhere bf16 is emulated."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def cpu_model() -> str:
     """The processor's model name (what `lscpu` calls it), e.g. 'AMD EPYC'; the architecture where unknown."""
     try:

@@ -17,7 +17,7 @@ from fastddpm.training.loss import diffusion_loss, drop_conditions
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.model import ConditionalUNet, EpsilonModel
 from fastddpm.schedule import NoiseSchedule, linear_betas
-from fastddpm.training.loop import ema_update, random_hflip, train
+from fastddpm.training.loop import amp_dtype, ema_update, random_hflip, train
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
@@ -146,7 +146,10 @@ def test_init_starts_from_the_model_folders_weights_and_architecture(tiny_data, 
     for name, want_equal in (("ft", True), ("scratch", False)):
         net, card = load_model(tmp_path / name / "model")
         assert card.model == init_card.model
-        equal = [torch.allclose(a, b.half().float()) for a, b in zip(net.parameters(), init_net.parameters())]
+        equal = [
+            torch.allclose(a, b.half().float())
+            for a, b in zip(net.parameters(), init_net.parameters(), strict=True)
+        ]
         assert all(equal) if want_equal else not all(equal), name
     info = load_card(tmp_path / "ft" / "model").info
     assert (info.init, info.init_sha256) == (str(tiny_model), checkpoint_sha256(tiny_model))
@@ -189,6 +192,16 @@ def test_ema_update():
     ema_update(ema, model, decay=0.9)
     for e, b, m in zip(ema.parameters(), before, model.parameters(), strict=True):
         assert torch.allclose(e, 0.9 * b + 0.1 * m)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (False, False)])
+def test_auto_autocast_on_a_cpu_is_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, avx512_bf16, amx):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    cpu, config = torch.device("cpu"), TrainConfig(data="d", out="o")
+    assert amp_dtype(config, cpu) == (torch.bfloat16 if avx512_bf16 or amx else None)
+    assert amp_dtype(dataclasses.replace(config, amp="off"), cpu) is None
+    assert amp_dtype(dataclasses.replace(config, amp="bf16"), cpu) == torch.bfloat16
 
 
 def test_condition_dropout_rate():

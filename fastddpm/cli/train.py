@@ -66,7 +66,10 @@ Compile = Annotated[
     option("Speed", "torch.compile the model.", "--compile/--no-compile", show_default="on CUDA"),
 ]
 AmpOpt = Annotated[
-    Amp, option("Speed", "Autocast: auto is bf16 on CUDA, off on a CPU (bf16 measured slower there).")
+    Amp,
+    option(
+        "Speed", "Autocast: auto is bf16 on CUDA and on a CPU with native bf16 (AVX-512 BF16, AMX), else off."
+    ),
 ]
 ScheduleOpt = Annotated[Schedule, option("Model", "Noise schedule.")]
 PredictionOpt = Annotated[Prediction, option("Model", "Network target.")]

@@ -2,7 +2,8 @@
 check in periodically (log, checkpoint, quick evaluation), finish.
 
 The whole data set sits on the device as uint8 and batches are drawn there (no DataLoader). On CUDA the model is
-compiled and runs under bf16 autocast; on CPU it is plain eager fp32. EMA, cosine LR with warm-up, gradient
+compiled and runs under bf16 autocast; on a CPU it runs eager, under bf16 autocast where the CPU has native bf16
+arithmetic (AVX-512 BF16 or AMX) and in fp32 elsewhere. EMA, cosine LR with warm-up, gradient
 clipping, timed checkpoints (atomic, resumable bit for bit), timed quick evaluations logged to metrics.jsonl,
 and DistributedDataParallel when launched by torchrun.
 """
@@ -29,7 +30,7 @@ from fastddpm.data.reader import to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.training.loss import diffusion_loss
 from fastddpm.model import ModelCard, count_parameters, save_model
-from fastddpm.runtime import DTYPES, autocast, resolve_device
+from fastddpm.runtime import DTYPES, autocast, cpu_has_native_bf16, resolve_device
 from fastddpm.training.setup import (
     Run,
     build_run,
@@ -63,9 +64,10 @@ def ema_decay_at(config: TrainConfig, step: int) -> float:
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a step: 'auto' is bf16 on CUDA and none on a CPU (measured slower there)."""
+    """The autocast dtype of a step: 'auto' is bf16 on CUDA and on a CPU with native bf16 arithmetic (faster than
+    fp32 there, docs/training.md), else none."""
     if config.amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else None
     return None if config.amp == "off" else DTYPES[config.amp]
 
 
