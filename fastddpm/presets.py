@@ -13,12 +13,15 @@ from fastddpm.errors import UsageError
 TRAIN_PRESETS: dict[str, dict[str, object]] = {
     # The defaults themselves: the configuration the shipped CPU model was trained with (4.76M parameters).
     "cpu": {},
-    # Provisional until the recipe ablation concludes: chosen from the GPU machine's measurements
-    # (../shared/device/README.md), not from a training comparison. At batch 32-64 on an H100 / H200 a UNet of
-    # 15-17M parameters costs the same 3.1 ms per compiled call as one of a third the FLOPs, because GroupNorm,
-    # SiLU and small convolutions are bound by launches and memory traffic, not arithmetic; so the GPU affords a
-    # wider model on finer 2x2 patches (the UNet runs at 32x32 instead of 16x16), batch 256, bf16 and compile.
-    # Attention stays at 8x8 and 4x4 (attention at 16x16 bought no speed there, measured on a 26.6M UNet).
+    # Chosen from the GPU machine's measurements (../shared/device/README.md), not from a training comparison on
+    # a GPU. At batch 32-64 on an H100 / H200 a UNet of 15-17M parameters costs the same 3.1 ms per compiled call
+    # as one of a third the FLOPs, because GroupNorm, SiLU and small convolutions are bound by launches and memory
+    # traffic, not arithmetic; so the GPU affords a wider model on finer 2x2 patches (the UNet runs at 32x32
+    # instead of 16x16: about 4x4 tokens per object instead of 2x2, aimed at the shapes the CPU model gets wrong),
+    # batch 256, bf16 and compile. Attention stays at 8x8 and 4x4 (attention at 16x16 bought no speed there,
+    # measured on a 26.6M UNet). On one CPU core for 20 minutes, 2x2 patches trailed 4x4 ones (recipe
+    # ablation, bench/results/recipe/results.md), also per image; at a GPU's budget it is untested, and the GPU
+    # campaign's train and bench stages (bench/campaign/stages.py, f and g) give this preset its first score.
     "gpu": {
         "batch_size": 256,
         "amp": "bf16",
