@@ -12,6 +12,7 @@ from conftest import make_tiny_model
 from fastddpm.configs import TrainConfig
 from fastddpm.distill.loop import distill
 from fastddpm.errors import UsageError
+from fastddpm.runtime import cpu_has_native_bf16
 from fastddpm.training.checkpoint import CHECKPOINT_NAME, TrainCounters
 from fastddpm.training.loop import train
 from fastddpm.training.run_folder import RunFolder
@@ -33,6 +34,7 @@ def test_a_stopped_training_run_resumes_from_its_folder(tiny_data, tmp_path):
     assert train(tiny_train_config(tiny_data, out), resume=True, max_steps=2).step == 4
     log = records(out)
     assert log[0]["event"] == "start" and log[0]["step"] == 0 and "train_seconds" in log[0]
+    assert log[0]["autocast"] == ("bfloat16" if cpu_has_native_bf16() else "off")  # what auto chose here
     assert [r for r in log if r.get("event") == "start"] == [log[0]]  # the resumed run appended to the log
     assert [r["step"] for r in log] == sorted(r["step"] for r in log) and log[-1]["step"] >= 2
 

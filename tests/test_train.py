@@ -17,7 +17,8 @@ from fastddpm.training.loss import diffusion_loss, drop_conditions
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.model import ConditionalUNet, EpsilonModel
 from fastddpm.schedule import NoiseSchedule, linear_betas
-from fastddpm.training.loop import amp_dtype, ema_update, random_hflip, train
+from fastddpm.training.loop import ema_update, random_hflip, train
+from fastddpm.training.setup import amp_dtype
 
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:

@@ -30,9 +30,10 @@ from fastddpm.data.reader import to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.training.loss import diffusion_loss
 from fastddpm.model import ModelCard, count_parameters, save_model
-from fastddpm.runtime import DTYPES, autocast, cpu_has_native_bf16, resolve_device
+from fastddpm.runtime import autocast, resolve_device
 from fastddpm.training.setup import (
     Run,
+    amp_dtype,
     build_run,
     check_config,
     claim_run,
@@ -61,14 +62,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 def ema_decay_at(config: TrainConfig, step: int) -> float:
     """Short warm-up of the EMA so early snapshots are not dominated by the random init."""
     return min(config.ema_decay, (1 + step) / (10 + step))
-
-
-def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a step: 'auto' is bf16 on CUDA and on a CPU with native bf16 arithmetic (faster than
-    fp32 there, docs/training.md), else none."""
-    if config.amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else None
-    return None if config.amp == "off" else DTYPES[config.amp]
 
 
 class StopRequest:

@@ -34,6 +34,7 @@ from fastddpm.model import (
     load_card,
     load_model,
 )
+from fastddpm.runtime import DTYPES, cpu_has_native_bf16
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.network import Evaluator
 from fastddpm.evaluator.quick import QuickEval
@@ -196,10 +197,31 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
         quick_eval=_quick_eval(config, device) if rank == 0 and config.eval_minutes > 0 else None,
     )
     if not resume:
-        if rank == 0:
-            folder.restart_log()
-        run.log(event="start", parameters=count_parameters(net), images=len(data.names), device=str(device))
+        _log_start(run, len(data.names))
     return run
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a step: 'auto' is bf16 on CUDA and on a CPU with native bf16 arithmetic (faster than
+    fp32 there, docs/training.md), else none."""
+    if config.amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else None
+    return None if config.amp == "off" else DTYPES[config.amp]
+
+
+def _log_start(run: Run, images: int) -> None:
+    """A fresh run's first metrics line, with the precision 'auto' chose on this machine ('off': fp32)."""
+    if run.rank == 0:
+        run.folder.restart_log()
+    dtype = amp_dtype(run.config, run.device)
+    autocast = str(dtype).removeprefix("torch.") if dtype else "off"
+    run.log(
+        event="start",
+        parameters=count_parameters(run.net),
+        images=images,
+        device=str(run.device),
+        autocast=autocast,
+    )
 
 
 def _quick_eval(config: TrainConfig, device: torch.device) -> QuickEval:
