@@ -33,7 +33,6 @@ from fastddpm.model import ModelCard, count_parameters, save_model
 from fastddpm.runtime import autocast, resolve_device
 from fastddpm.training.setup import (
     Run,
-    amp_dtype,
     build_run,
     check_config,
     claim_run,
@@ -153,7 +152,7 @@ def train_step(run: Run) -> torch.Tensor:
     images = run.images[index]
     if config.hflip:  # drawn only when on, so runs without it keep their random stream
         images = random_hflip(images, run.generator)
-    with autocast(run.device, amp_dtype(config, run.device)):
+    with autocast(run.device, run.autocast):
         loss = diffusion_loss(
             run.eps_model,
             run.schedule,

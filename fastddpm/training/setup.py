@@ -59,6 +59,7 @@ class Run:
     ema: torch.nn.Module | None
     eps_model: EpsilonModel  # net with its parameterisation: the loss's targets and weights
     model: torch.nn.Module  # what the loss calls: eps_model's TrainingForm, maybe DDP-wrapped and compiled
+    autocast: torch.dtype | None  # every step's autocast dtype (amp_dtype), None: fp32
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # batches, timesteps, noise and condition dropout
     schedule: NoiseSchedule
@@ -188,6 +189,7 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
         ema=ema,
         eps_model=eps_model,
         model=model,
+        autocast=amp_dtype(config, device),
         optimizer=optimizer,
         generator=generator,
         schedule=NoiseSchedule.from_config(config.diffusion).to(device),
@@ -213,8 +215,7 @@ def _log_start(run: Run, images: int) -> None:
     """A fresh run's first metrics line, with the precision 'auto' chose on this machine ('off': fp32)."""
     if run.rank == 0:
         run.folder.restart_log()
-    dtype = amp_dtype(run.config, run.device)
-    autocast = str(dtype).removeprefix("torch.") if dtype else "off"
+    autocast = str(run.autocast).removeprefix("torch.") if run.autocast else "off"
     run.log(
         event="start",
         parameters=count_parameters(run.net),
