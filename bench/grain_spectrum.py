@@ -24,6 +24,8 @@ from fastddpm.data.reader import decode_image
 TILE, PAD = 64, 2
 BANDS = ((1, 4), (4, 8), (8, 16), (16, 24), (24, 33))  # radial frequency, cycles per image
 LUMA = np.array([0.299, 0.587, 0.114])
+_FREQ = np.fft.fftfreq(TILE) * TILE
+RADIUS = np.hypot(_FREQ[:, None], _FREQ[None, :])  # of each FFT bin, cycles per image
 
 
 def grid_tiles(path: Path) -> np.ndarray:
@@ -50,14 +52,22 @@ def render_tiles(root: Path, count: int) -> np.ndarray:
     return np.stack([decode_image(root / "iclevr" / n).transpose(1, 2, 0) for n in names])
 
 
+def luminance(tiles: np.ndarray) -> np.ndarray:
+    """(N, 64, 64) float luminance of (N, 64, 64, 3) RGB tiles, grey levels."""
+    return tiles.astype(np.float64) @ LUMA
+
+
+def power_spectra(tiles: np.ndarray) -> np.ndarray:
+    """(N, 64, 64) luminance power spectrum per image (its mean removed), per pixel."""
+    luma = luminance(tiles)
+    luma -= luma.mean(axis=(1, 2), keepdims=True)
+    return np.abs(np.fft.fft2(luma)) ** 2 / luma[0].size
+
+
 def band_power(tiles: np.ndarray) -> np.ndarray:
     """Mean luminance power per radial band (BANDS), each image's mean removed."""
-    luma = tiles.astype(np.float64) @ LUMA
-    luma -= luma.mean(axis=(1, 2), keepdims=True)
-    power = np.abs(np.fft.fft2(luma)) ** 2 / luma[0].size
-    freq = np.fft.fftfreq(TILE) * TILE
-    radius = np.hypot(freq[:, None], freq[None, :])
-    return np.array([power[:, (radius >= lo) & (radius < hi)].mean() for lo, hi in BANDS])
+    power = power_spectra(tiles)
+    return np.array([power[:, (RADIUS >= lo) & (RADIUS < hi)].mean() for lo, hi in BANDS])
 
 
 def patch_grid_peak(tiles: np.ndarray, patch: int = 4) -> float:
@@ -65,20 +75,16 @@ def patch_grid_peak(tiles: np.ndarray, patch: int = 4) -> float:
     multiples of 64 / patch, neither zero), over the mean power of the band they lie in. A pattern that repeats per
     token of the 4x4 stem shows here; the axes are left out because resizing 320x240 to 64x64 puts peaks there in
     the renders themselves."""
-    luma = tiles.astype(np.float64) @ LUMA
-    luma -= luma.mean(axis=(1, 2), keepdims=True)
-    power = (np.abs(np.fft.fft2(luma)) ** 2).mean(axis=0)
+    power = power_spectra(tiles).mean(axis=0)
     step = TILE // patch
     grid = [(i, j) for i in range(step, TILE, step) for j in range(step, TILE, step)]
-    freq = np.fft.fftfreq(TILE) * TILE
-    radius = np.hypot(freq[:, None], freq[None, :])
-    band = power[(radius >= step - 2) & (radius < TILE // 2 + 2)].mean()
+    band = power[(RADIUS >= step - 2) & (RADIUS < TILE // 2 + 2)].mean()
     return float(np.mean([power[i, j] for i, j in grid]) / band)
 
 
 def fine_detail_rms(tiles: np.ndarray) -> float:
     """RMS of luminance minus its 3x3 box blur (edges replicated), grey levels, over all images and pixels."""
-    luma = tiles.astype(np.float64) @ LUMA
+    luma = luminance(tiles)
     padded = np.pad(luma, ((0, 0), (1, 1), (1, 1)), mode="edge")
     blur = sum(padded[:, i : i + TILE, j : j + TILE] for i in range(3) for j in range(3)) / 9
     return float(np.sqrt(((luma - blur) ** 2).mean()))
