@@ -131,8 +131,15 @@ def main() -> None:
         parser.error(f"--data {str(args.data)!r} has no train.json")
     if args.images < 1:
         parser.error(f"--images {args.images} is out of range: at least 1")
-    sources = {"renders": render_tiles(args.data, args.images)}
-    sources |= {name: grid_tiles(path) for name, path in args.grid}
+    if args.out.is_dir():
+        parser.error(f"--out {str(args.out)!r} is a folder; name the markdown file to write")
+    grids = {}
+    for name, path in args.grid:
+        try:
+            grids[name] = grid_tiles(path)
+        except (OSError, ValueError) as error:  # not an image, or no 64x64 tile in it
+            parser.error(f"--grid {name}={str(path)!r} is not a bench grid of 64x64 tiles ({error})")
+    sources = {"renders": render_tiles(args.data, args.images), **grids}
     text = report(sources, "python " + " ".join(sys.argv))
     atomic.write_text(args.out, text)
     print(text)

@@ -1,12 +1,15 @@
 """bench/grain_spectrum.py: it reads back the tiles of a bench grid, and its measures tell grain from smooth images."""
 
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
 
 from grain_spectrum import band_power, fine_detail_rms, grid_tiles, patch_grid_peak  # noqa: E402
 
@@ -42,3 +45,19 @@ def test_a_pattern_repeating_every_4x4_pixels_peaks_on_the_patch_grid_and_noise_
     tiled = noise + np.tile(token, (16, 16))[None, :, :, None]
     assert patch_grid_peak(tiled) > 5
     assert 0.5 < patch_grid_peak(noise) < 2
+
+
+@pytest.mark.parametrize("bad", ["grid", "out"])
+def test_a_file_that_is_no_grid_or_an_out_folder_is_one_line_and_exit_2(tmp_path, bad):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("not an image")
+    grid = tmp_path / ("notes.txt" if bad == "grid" else "grid.png")
+    if bad == "out":
+        save_grid(grid, torch.zeros(2, 3, 64, 64))
+    out = tmp_path if bad == "out" else tmp_path / "report.md"
+    cmd = [sys.executable, str(BENCH / "grain_spectrum.py"), "--data", str(tmp_path / "data"), "--grid"]
+    result = subprocess.run([*cmd, f"g={grid}", "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("grain_spectrum.py: error: --" + bad)
+    assert not (tmp_path / "report.md").exists()
