@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Weighting
+from fastddpm.card import OPTIONAL
 from fastddpm.errors import UsageError
 from fastddpm.folders import quote
 
@@ -27,6 +28,8 @@ class ModelConfig:
     norm_groups: int = 32  # GroupNorm groups
     attention_head_dim: int = 32  # channels per attention head
     conditioning: str = "multihot"  # multihot | tokens (see model.py)
+    # channels of the full-resolution refinement head after the pixel shuffle (model.py); 0: none
+    refine_channels: int = field(default=0, metadata=OPTIONAL)
 
     def __post_init__(self) -> None:
         Conditioning.check(self.conditioning, "--conditioning")
@@ -43,6 +46,10 @@ class ModelConfig:
         if any(c < 1 or c % self.norm_groups for c in self.block_channels):
             raise UsageError(
                 f"--channels {self.block_channels}: each must be a positive multiple of {self.norm_groups}"
+            )
+        if self.refine_channels < 0:
+            raise UsageError(
+                f"--refine {self.refine_channels} must be 0 (no head) or a positive channel count"
             )
         bad = [a for a in self.attention_levels if not 0 <= a < levels]
         if bad:

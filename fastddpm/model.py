@@ -61,12 +61,36 @@ class ObjectTokens(nn.Module):
         return tokens, mask
 
 
+class RefineHead(nn.Module):
+    """Three 3x3 convolutions at full resolution after the pixel shuffle. The stem predicts each 4x4 patch from
+    one token, which leaves a pattern on the token grid (bench/results/recipe/DDPM1000.md); the head's 7x7
+    receptive field crosses those borders. It sees x_t, the stem's output and t / 1000, and adds a correction;
+    its last convolution starts at zero, so a head grafted onto a trained model starts from that model's output."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(7, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(channels, 3, 3, padding=1),
+        )
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        level = (t.to(x.dtype) / 1000).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])
+        return out + self.layers(torch.cat([x, out.to(x.dtype), level], dim=1))
+
+
 class ConditionalUNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         from diffusers import UNet2DConditionModel, UNet2DModel
 
         self.config = config
+        self.refine = RefineHead(config.refine_channels) if config.refine_channels else None
         patch_channels = 3 * config.patch_size**2
         shared = dict(
             sample_size=config.image_size // config.patch_size,
@@ -116,7 +140,8 @@ class ConditionalUNet(nn.Module):
             is_null = (cond.sum(-1, keepdim=True) == 0).to(x.dtype)  # (B, 1)
             emb = self.cond_embed(cond.to(x.dtype)) * (1 - is_null) + self.null_embed.to(x.dtype) * is_null
             out = self.unet(patches, t, class_labels=emb).sample
-        return nn.functional.pixel_shuffle(out, self.config.patch_size)
+        out = nn.functional.pixel_shuffle(out, self.config.patch_size)
+        return out if self.refine is None else self.refine(x, t, out)
 
 
 class EpsilonModel(nn.Module):

@@ -32,15 +32,17 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def make_tiny_model(
-    folder: Path, seed: int = 0, render_seed: int | None = 5, conditioning: str = "multihot"
+    folder: Path, seed: int = 0, render_seed: int | None = 5, conditioning: str = "multihot", refine: int = 0
 ) -> Path:
     from fastddpm.card import ModelInfo, RenderInfo
     from fastddpm.configs import DiffusionConfig, ModelConfig
     from fastddpm.model import ConditionalUNet, ModelCard, save_model
 
     torch.manual_seed(seed)
-    config = ModelConfig(**TINY_MODEL, conditioning=conditioning)
+    config = ModelConfig(**TINY_MODEL, conditioning=conditioning, refine_channels=refine)
     net = ConditionalUNet(config)
+    if refine:  # off its zero start, so that the head's output counts in a comparison
+        torch.nn.init.normal_(net.refine.layers[-1].weight, std=0.1)
     render = RenderInfo(render_seed, 3, None, "cpu") if render_seed is not None else None
     save_model(
         folder, net, ModelCard(config, DiffusionConfig(), ModelInfo(render=render)), dtype=torch.float32

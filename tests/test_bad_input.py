@@ -61,6 +61,7 @@ VALUES = [
     (["train", "--channels", "64,100"], ("--channels", "multiple of 32")),
     (["train", "--epochs", "nan"], ("--epochs nan")),
     (["train", "--cond-drop", "1"], ("--cond-drop 1.0", "[0, 1)")),
+    (["train", "--refine", "-1"], ("'--refine'", "greater than or equal to 0")),
     (["export", "--batch-profile", "0:1:2"], ("1 <= MIN")),
     ([*SAMPLE, "--seed", "99999999999999999999"], ("'--seed'", "less than or equal to 4294967295")),
     ([*SAMPLE, "--batch-size", "99999999999999999999"], ("'--batch-size'", "less than or equal to 65536")),

@@ -41,6 +41,12 @@ def test_token_model_exports_with_parity(tmp_path):
     assert all(row["relative"] <= 1e-3 for row in record.parity)
 
 
+def test_model_with_a_refinement_head_exports_with_parity(tmp_path):
+    model = make_tiny_model(tmp_path / "refine", refine=8)
+    _, record = export_onnx(model, tmp_path / "export", "fp32", (1, 8, 64))
+    assert all(row["relative"] <= 1e-3 for row in record.parity)
+
+
 def test_metadata_round_trip(exported, tiny_model):
     _, path, record = exported
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
@@ -194,7 +200,9 @@ def test_bf16_is_refused_before_any_work_where_onnxruntime_has_no_bf16_kernels(t
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed: bf16 can be checked here")
-    with pytest.raises(PrecisionUnavailable, match="--precision bf16: ONNX Runtime's CPU provider has no bf16"):
+    with pytest.raises(
+        PrecisionUnavailable, match="--precision bf16: ONNX Runtime's CPU provider has no bf16"
+    ):
         export_onnx(tiny_model, tmp_path / "out", "bf16", device="cpu")
     assert not (tmp_path / "out").exists()
 

@@ -157,6 +157,39 @@ def test_init_starts_from_the_model_folders_weights_and_architecture(tiny_data, 
     assert load_card(tmp_path / "scratch" / "model").info.init is None
 
 
+def test_refine_with_init_grafts_a_head_that_starts_from_the_init_models_output(
+    tiny_data, tiny_model, tmp_path
+):
+    from fastddpm.model import load_model
+
+    refined = ModelConfig(**{**TINY_MODEL, "refine_channels": 8})
+    train(tiny_config(tiny_data, tmp_path / "start", init=str(tiny_model), model=refined), max_steps=0)
+    train(tiny_config(tiny_data, tmp_path / "trained", init=str(tiny_model), model=refined), max_steps=4)
+    init_net, _ = load_model(tiny_model)
+    start, card = load_model(tmp_path / "start" / "model")
+    trained, _ = load_model(tmp_path / "trained" / "model")
+    assert card.model == dataclasses.replace(init_net.config, refine_channels=8)
+    x, t, cond = torch.randn(3, 3, 64, 64), torch.tensor([0, 9, 500]), torch.eye(24)[:3]
+    with torch.no_grad():
+        want = init_net(x, t, cond)
+        assert torch.allclose(start(x, t, cond), want, atol=1e-3)
+        assert not torch.allclose(trained(x, t, cond), want, atol=1e-3)
+    assert trained.refine.layers[-1].weight.abs().sum() > 0  # the head's zero start is left by training
+
+
+def test_refine_cannot_resize_the_head_an_init_model_has(tiny_data, tmp_path):
+    refined = ModelConfig(**{**TINY_MODEL, "refine_channels": 8})
+    train(tiny_config(tiny_data, tmp_path / "a", model=refined), max_steps=0)
+    other = ModelConfig(**{**TINY_MODEL, "refine_channels": 16})
+    init = str(tmp_path / "a" / "model")
+    with pytest.raises(UsageError) as refused:
+        train(tiny_config(tiny_data, tmp_path / "b", init=init, model=other), max_steps=0)
+    assert str(refused.value) == f"--refine 16: --init {init!r} already has a refinement head of 8 channels"
+    assert not (tmp_path / "b").exists()
+    train(tiny_config(tiny_data, tmp_path / "c", init=init), max_steps=0)  # no --refine: the init's head
+    assert json.loads((tmp_path / "c" / "model" / "config.json").read_text())["model"]["refine_channels"] == 8
+
+
 def test_random_hflip_mirrors_about_half_the_images_and_keeps_the_others():
     images = torch.randint(0, 256, (2000, 3, 4, 5), dtype=torch.uint8)
     out = random_hflip(images, torch.Generator().manual_seed(0))

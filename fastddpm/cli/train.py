@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -15,6 +15,9 @@ from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.errors import UsageError
 from fastddpm.presets import TRAIN_PRESETS, apply_preset
+
+if TYPE_CHECKING:
+    from fastddpm.training.loop import TrainResult
 
 
 Data = options.data("Run", "i-CLEVR folder in the course layout (`data render` makes one).")
@@ -78,6 +81,15 @@ Attention = Annotated[
     str, option("Model", "Levels with self-attention (0 = finest), comma-separated; '' for none.")
 ]
 Patch = Annotated[int, option("Model", "Pixel-unshuffle factor of the stem (must divide 64).", min=1)]
+Refine = Annotated[
+    int,
+    option(
+        "Model",
+        "Channels of a full-resolution refinement head after the stem (0: none); with --init, adds a head "
+        "that starts at zero to a model without one.",
+        min=0,
+    ),
+]
 ConditioningOpt = Annotated[
     Conditioning,
     option("Model", "multihot (embedding added to the timestep's) or tokens (cross-attention)."),
@@ -92,6 +104,7 @@ OPTION_FIELDS = {
     "attention": "model.attention_levels",
     "patch": "model.patch_size",
     "conditioning": "model.conditioning",
+    "refine": "model.refine_channels",
 }
 
 
@@ -122,10 +135,13 @@ def refuse_model_options_with_init(ctx: typer.Context, init: Path | None) -> Non
         )
 
 
-def model_config(channels: str, attention: str, patch: int, conditioning: Conditioning) -> ModelConfig:
-    """The network's architecture from --channels, --attention, --patch and --conditioning."""
+def model_config(
+    channels: str, attention: str, patch: int, conditioning: Conditioning, refine: int
+) -> ModelConfig:
+    """The network's architecture from --channels, --attention, --patch, --conditioning and --refine."""
     return ModelConfig(
         patch_size=patch,
+        refine_channels=refine,
         block_channels=int_tuple(channels, "--channels", minimum=1),
         attention_levels=int_tuple(attention, "--attention", minimum=0, unique=True)
         if attention.strip()
@@ -149,6 +165,14 @@ def relaunch_under_torchrun(gpus: int, argv: list[str]) -> None:
             args.append(arg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
     raise typer.Exit(subprocess.call([*cmd, "-m", "fastddpm", *args]))
+
+
+def run_with_progress(config: TrainConfig, resume: bool) -> TrainResult:
+    """The training run, under a progress bar (torch is imported here, so that --help stays instant)."""
+    from fastddpm.training.loop import train as run_training
+
+    with ProgressBar("train") as bar:
+        return run_training(config, resume=resume, progress=bar)
 
 
 @clean_errors
@@ -178,12 +202,11 @@ def train(
     attention: Attention = ",".join(map(str, ModelConfig.attention_levels)),
     patch: Patch = ModelConfig.patch_size,
     conditioning: ConditioningOpt = Conditioning(ModelConfig.conditioning),
+    refine: Refine = ModelConfig.refine_channels,
     eval_minutes: EvalMinutes = TrainConfig.eval_minutes,
     evaluator: Evaluator = None,
 ) -> None:
     """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration."""
-    from fastddpm.training.loop import train as run_training
-
     refuse_model_options_with_init(ctx, init)
     relaunch_under_torchrun(gpus, sys.argv[1:])
     config = TrainConfig(
@@ -204,11 +227,10 @@ def train(
         eval_minutes=eval_minutes,
         evaluator=str(evaluator) if evaluator else None,
         init=str(init) if init else None,
-        model=model_config(channels, attention, patch, conditioning),
+        model=model_config(channels, attention, patch, conditioning, refine),
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
     config = apply_preset(config, preset, explicit_fields(ctx))
-    with ProgressBar("train") as bar:
-        result = run_training(config, resume=resume, progress=bar)
+    result = run_with_progress(config, resume)
     exit_if_stopped(result, out)
     say(f"finished at step {result.step}: EMA model in {result.model_dir}; metrics {out / 'metrics.jsonl'}")

@@ -109,8 +109,9 @@ def check_config(config: TrainConfig) -> None:
 
 def with_init(config: TrainConfig) -> TrainConfig:
     """`config` as a fine-tune of its --init model folder (unchanged without one): that folder's model and
-    diffusion configs and its weights' sha256. Reads only, before the lock; a distilled student is refused (its
-    weights expect the guidance folded into them, not the training loss)."""
+    diffusion configs and its weights' sha256; --refine adds a refinement head to a model without one. Reads
+    only, before the lock; a distilled student is refused (its weights expect the guidance folded into them,
+    not the training loss)."""
     if config.init is None:
         return config
     card = load_card(config.init, option="--init")
@@ -118,8 +119,14 @@ def with_init(config: TrainConfig) -> TrainConfig:
         raise UsageError(
             f"--init {quote(config.init)} is a distilled student; give a model trained by `fastddpm train`"
         )
+    asked, has = config.model.refine_channels, card.model.refine_channels
+    if asked and has and asked != has:
+        raise UsageError(
+            f"--refine {asked}: --init {quote(config.init)} already has a refinement head of {has} channels"
+        )
+    model = dataclasses.replace(card.model, refine_channels=asked or has)
     sha = checkpoint_sha256(config.init)
-    return dataclasses.replace(config, model=card.model, diffusion=card.diffusion, init_sha256=sha)
+    return dataclasses.replace(config, model=model, diffusion=card.diffusion, init_sha256=sha)
 
 
 def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
@@ -159,7 +166,9 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
     torch.manual_seed(config.seed)
     net = ConditionalUNet(config.model).to(device)
     if config.init is not None and not resume:  # before the EMA's copy, so both start from the init weights
-        net.load_state_dict(load_model(config.init, device, option="--init")[0].state_dict())
+        init_net = load_model(config.init, device, option="--init")[0]
+        grafted = init_net.refine is None and net.refine is not None  # a new head keeps its zero start
+        net.load_state_dict(init_net.state_dict(), strict=not grafted)
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
