@@ -259,6 +259,20 @@ def test_corrupt_run_config_on_resume(tmp_path, tiny_data):
     )
 
 
+def test_an_option_the_run_decides_is_refused_beside_resume(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    code, text = run("train", "--data", tiny_data, "--out", out, "--device", "cpu", "--epochs", "0.5")
+    assert code == 0, text
+    before = snapshot(out)
+    for option in (["--lr", "0.1"], ["--refine", "8"], ["--preset", "cpu"], ["--min-snr-gamma", "0"]):
+        assert_refused(
+            *run("train", "--data", tiny_data, "--out", out, "--resume", *option),
+            f"{option[0]} cannot be given with --resume",
+            "config.json",
+        )
+    assert snapshot(out) == before
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_cuda_without_gpu(tmp_path, tiny_model):
     assert_refused(

@@ -220,6 +220,35 @@ def test_hflip_option_is_saved_and_changes_only_the_runs_that_ask(tiny_data, tmp
     assert not all(torch.equal(plain[k], flip[k]) for k in weights)
 
 
+def cli_train(*args) -> None:
+    from typer.testing import CliRunner
+
+    from fastddpm.cli import app
+
+    result = CliRunner().invoke(app, ["train", *(str(a) for a in args)])
+    assert result.exit_code == 0, result.output
+
+
+def test_resume_alone_continues_a_run_of_another_recipe_and_of_a_removed_init(
+    tiny_data, tiny_model, tmp_path
+):
+    init = tmp_path / "init"
+    shutil.copytree(tiny_model, init)
+    out = tmp_path / "run"
+    common = ["--data", tiny_data, "--out", out, "--device", "cpu", "--batch-size", "2"]
+    cli_train(
+        *common, "--init", init, "--refine", "8", "--min-snr-gamma", "0", "--lr", "3e-4", "--epochs", "1"
+    )
+    first = json.loads((out / "config.json").read_text())
+    steps = json.loads((out / "model" / "config.json").read_text())["info"]["steps"]
+    shutil.rmtree(init)  # a resume takes the weights from the checkpoint, not from --init
+    cli_train("--data", tiny_data, "--out", out, "--resume", "--epochs", "2")
+    second = json.loads((out / "config.json").read_text())
+    assert second == {**first, "epochs": 2.0}  # the recipe and the grafted head carried over
+    assert first["model"]["refine_channels"] == 8 and first["min_snr_gamma"] is None
+    assert steps < json.loads((out / "model" / "config.json").read_text())["info"]["steps"] <= 2 * steps
+
+
 def test_ema_update():
     model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     before = [p.detach().clone() for p in ema.parameters()]

@@ -206,3 +206,23 @@ def cpu_note(device: str) -> None:
         console.print(
             "[dim]note: no CUDA GPU found; running on the CPU, which is slow. A GPU helps: see the README.[/]"
         )
+
+
+def given_options(ctx: typer.Context) -> list[str]:
+    """The parameters of this command whose options were given, not left at their defaults."""
+    return [
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+
+
+def refuse_options_with_resume(ctx: typer.Context, out: Path, keeps: frozenset[str]) -> None:
+    """--resume continues the run as its config.json says: any option given beside it but those in `keeps`
+    would be ignored, so it is refused."""
+    clash = [name for name in given_options(ctx) if name not in keeps]
+    if clash:
+        flags = ", ".join("--" + name.replace("_", "-") for name in clash)
+        raise UsageError(
+            f"{flags} cannot be given with --resume: the run's config.json in {quote(out)} decides"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from fastddpm.cli import options
-from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, int_tuple, option, say
+from fastddpm.cli.common import (
+    ProgressBar,
+    clean_errors,
+    exit_if_stopped,
+    given_options,
+    int_tuple,
+    option,
+    refuse_options_with_resume,
+    say,
+)
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.errors import UsageError
@@ -109,17 +119,14 @@ OPTION_FIELDS = {
 
 
 # the options an --init model folder's config.json decides
+# What a resumed run takes from the call; its config.json decides the rest.
+RESUME_KEEPS = frozenset({"data", "out", "epochs", "minutes", "resume", "gpus"})
 INIT_DECIDES = ("channels", "attention", "patch", "conditioning", "schedule", "prediction")
 
 
 def explicit_fields(ctx: typer.Context) -> frozenset[str]:
     """The TrainConfig fields whose options were given (not left at their defaults): they override a preset."""
-    given = [
-        name
-        for name in ctx.params
-        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
-    ]
-    return frozenset(OPTION_FIELDS.get(name, name) for name in given)
+    return frozenset(OPTION_FIELDS.get(name, name) for name in given_options(ctx))
 
 
 def refuse_model_options_with_init(ctx: typer.Context, init: Path | None) -> None:
@@ -165,6 +172,25 @@ def relaunch_under_torchrun(gpus: int, argv: list[str]) -> None:
             args.append(arg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
     raise typer.Exit(subprocess.call([*cmd, "-m", "fastddpm", *args]))
+
+
+def resumed_config(
+    ctx: typer.Context, data: Path, out: Path, epochs: float, minutes: float | None
+) -> TrainConfig:
+    """--resume: the run's saved config, but for where the run and its data now are, and for --epochs and
+    --minutes where given (a longer schedule); every other option would be ignored and is refused."""
+    from fastddpm.training.run_folder import RunFolder
+
+    refuse_options_with_resume(ctx, out, RESUME_KEEPS)
+    saved = RunFolder(out).saved_config(TrainConfig.from_dict)
+    given = given_options(ctx)
+    return dataclasses.replace(
+        saved,
+        data=str(data),
+        out=str(out),
+        epochs=epochs if "epochs" in given else saved.epochs,
+        minutes=minutes if "minutes" in given else saved.minutes,
+    )
 
 
 def run_with_progress(config: TrainConfig, resume: bool) -> TrainResult:
@@ -231,6 +257,8 @@ def train(
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
     config = apply_preset(config, preset, explicit_fields(ctx))
+    if resume:
+        config = resumed_config(ctx, data, out, epochs, minutes)
     result = run_with_progress(config, resume)
     exit_if_stopped(result, out)
     say(f"finished at step {result.step}: EMA model in {result.model_dir}; metrics {out / 'metrics.jsonl'}")

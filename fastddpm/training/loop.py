@@ -99,9 +99,9 @@ def train(
     """Train (or resume) the run in `config.out`, owning that folder while it runs (rank 0 holds the lock; the
     other ranks of a torchrun launch share the folder)."""
     check_config(config)
-    config = claim_run(
-        with_init(config), resume
-    )  # every refusal before the lock, whose file stays beside the folder
+    # Every refusal before the lock, whose file stays beside the folder. A resume takes its weights from the
+    # checkpoint, so its --init folder is not read again (it may be gone).
+    config = claim_run(config if resume else with_init(config), resume)
     owner = os.environ.get("RANK", "0") == "0"
     with RunFolder(config.out).owned() if owner else contextlib.nullcontext():
         if owner and not resume:

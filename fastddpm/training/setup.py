@@ -131,8 +131,8 @@ def with_init(config: TrainConfig) -> TrainConfig:
 
 def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
     """Before the run folder's lock, reading only: on --resume the saved config of the run in `config.out` rules,
-    but for where the run lives (that folder, wherever it was made: a copied run continues in the copy) and its
-    length; else refuse a folder that already holds a run."""
+    but for where the run and its data live (a copied run continues in the copy, on data wherever it now is) and
+    its length; else refuse a folder that already holds a run."""
     folder = RunFolder(config.out)
     saved = folder.saved_config(TrainConfig.from_dict) if resume else None
     if saved is None:
@@ -147,7 +147,9 @@ def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
             f"--resume: {folder.path} was trained with model {saved.model} and diffusion {saved.diffusion}; "
             f"this call asks for {config.model} and {config.diffusion}"
         )
-    return dataclasses.replace(saved, out=str(folder.path), epochs=config.epochs, minutes=config.minutes)
+    return dataclasses.replace(
+        saved, out=str(folder.path), data=config.data, epochs=config.epochs, minutes=config.minutes
+    )
 
 
 def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int, world: int) -> Run:
