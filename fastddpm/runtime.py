@@ -4,6 +4,7 @@ measurement shares (one clock per device, one median, one p90)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import statistics
 import time
@@ -27,6 +28,16 @@ def resolve_device(name: str, index: int | None = None) -> torch.device:
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", index) if index is not None else torch.device("cuda")
+
+
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory a run on `device` can use at most: the GPU's, else this machine's (None where unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

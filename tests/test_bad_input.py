@@ -403,6 +403,9 @@ BEFORE_WORK = [
     ([*TRAIN_TINY, "--init", "{model}/config.json"], ("--init", "config.json", "a file")),
     ([*TRAIN_TINY, "--init", "{student}"], ("--init", "is a distilled student")),
     ([*TRAIN_TINY, "--init", "{model}", "--patch", "2"], ("--patch cannot be given with --init",)),
+    # a network too large for the machine's memory, refused before any allocation
+    ([*TRAIN_TINY, "--refine", "1000000"], ("--refine 1000000", "parameters", "GiB")),
+    ([*TRAIN_TINY, "--channels", "320000,320000", "--attention", "1"], ("--channels 320000,320000", "GiB")),
     # validation images are never trained on
     (
         [*EVAL_TRAIN, "--batch-size", "2", "--validation", "{data}"],

@@ -35,6 +35,7 @@ from fastddpm.training.setup import (
     Run,
     build_run,
     check_config,
+    check_fits_in_memory,
     claim_run,
     default_batch_size,
     with_init,
@@ -102,6 +103,7 @@ def train(
     # Every refusal before the lock, whose file stays beside the folder. A resume takes its weights from the
     # checkpoint, so its --init folder is not read again (it may be gone).
     config = claim_run(config if resume else with_init(config), resume)
+    check_fits_in_memory(config)
     owner = os.environ.get("RANK", "0") == "0"
     with RunFolder(config.out).owned() if owner else contextlib.nullcontext():
         if owner and not resume:

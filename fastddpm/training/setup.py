@@ -34,7 +34,7 @@ from fastddpm.model import (
     load_card,
     load_model,
 )
-from fastddpm.runtime import DTYPES, cpu_has_native_bf16
+from fastddpm.runtime import DTYPES, cpu_has_native_bf16, memory_bytes, resolve_device
 from fastddpm.schedule import NoiseSchedule
 from fastddpm.evaluator.network import Evaluator
 from fastddpm.evaluator.quick import QuickEval
@@ -127,6 +127,21 @@ def with_init(config: TrainConfig) -> TrainConfig:
     model = dataclasses.replace(card.model, refine_channels=asked or has)
     sha = checkpoint_sha256(config.init)
     return dataclasses.replace(config, model=model, diffusion=card.diffusion, init_sha256=sha)
+
+
+def check_fits_in_memory(config: TrainConfig) -> None:
+    """Before the lock: a network whose fp32 weights, gradients, AdamW moments and EMA alone outgrow the device's
+    memory is refused in one line rather than failing at allocation (activations come on top)."""
+    have = memory_bytes(resolve_device(config.device))
+    with torch.device("meta"):  # shapes only, no memory
+        parameters = count_parameters(ConditionalUNet(config.model))
+    need = parameters * 4 * (5 if config.ema else 4)
+    if have is not None and need > have:
+        raise UsageError(
+            f"the model asked for (--channels {','.join(map(str, config.model.block_channels))}, --refine "
+            f"{config.model.refine_channels}) has {parameters:,} parameters; training it needs at least "
+            f"{need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB here: choose fewer channels"
+        )
 
 
 def claim_run(config: TrainConfig, resume: bool) -> TrainConfig:
