@@ -431,7 +431,9 @@ BEFORE_WORK = [
     # evaluator train on fewer images than a batch
     ([*EVAL_TRAIN], ("--batch-size 128", "9 images")),
     # distill --resume on a training run
-    ([*DISTILL[:5], "--out", "{train_run}", "--resume"], ("train-run", "not a fastddpm distillation config")),
+    (["distill", "--out", "{train_run}", "--resume"], ("train-run", "not a fastddpm distillation config")),
+    # distill --resume: the run's config.json decides the rest
+    ([*DISTILL, "--resume"], ("--model, --data", "cannot be given with --resume")),
 ]
 
 

@@ -253,7 +253,7 @@ def test_only_the_atomic_writers_temp_files_inside_the_folder_are_removed(tmp_pa
             "--to-steps",
             "2",
         ],  # bad weights
-        ["distill", "--model", "{model}", "--data", "{data}", "--out", "{out}", "--resume"],  # no distill run
+        ["distill", "--out", "{out}", "--resume"],  # no distill run
     ],
 )
 def test_a_run_refused_before_its_work_leaves_nothing_beside_its_folder(

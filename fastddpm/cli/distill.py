@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
+import typer
+
 from fastddpm.cli import options
-from fastddpm.cli.common import ProgressBar, clean_errors, exit_if_stopped, option, say
+from fastddpm.cli.common import (
+    ProgressBar,
+    clean_errors,
+    exit_if_stopped,
+    option,
+    refuse_options_with_resume,
+    say,
+)
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
 from fastddpm.configs import DistillConfig
@@ -44,6 +53,7 @@ Seed = options.seed("Optimisation", "Seed of batches, timesteps and noise.")
 
 @clean_errors
 def distill(
+    ctx: typer.Context,
     out: Out,
     model: ModelDir = None,
     data: Data = None,
@@ -62,6 +72,8 @@ def distill(
     """Distill a guided model into a few-step student: fold the guidance in, then halve the DDIM steps
     from-steps -> ... -> to-steps. The student is an ordinary model folder (OUT/model) that sample, bench and
     export take as they are, at its own step count by default. Stops and resumes like train."""
+    if resume:
+        refuse_options_with_resume(ctx, out, frozenset({"out", "resume"}))
     from fastddpm.distill.loop import distill as run_distill
     from fastddpm.distill.run import teacher_settings
     from fastddpm.model import load_card
