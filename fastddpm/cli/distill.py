@@ -41,7 +41,9 @@ Guidance = options.guidance(
     "the teacher card's (2 unless tuned on validation sets); a student teacher's folded scale",
 )
 Minutes = options.minutes("Wall-clock budget, shared evenly by the stages.")
-Resume = options.resume("Continue the run in --out where it stopped.")
+Resume = options.resume(
+    "Continue the run in --out where it stopped, as its config.json says (no other option)."
+)
 StageSteps = Annotated[int, option("Optimisation", "Optimisation steps per stage.", min=1)]
 BatchSize = options.batch_size("Optimisation", "Images per step.")
 Lr = options.lr("Optimisation", "Learning rate (AdamW, constant), > 0.")

@@ -35,8 +35,9 @@ Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, mo
 Epochs = Annotated[float, option("Run", "Length of the LR schedule in passes over the data.")]
 Minutes = options.minutes("Wall-clock budget; the LR schedule follows it.")
 Resume = options.resume(
-    "Continue the run in --out (that folder, even if copied or moved); Ctrl-C or SIGTERM checkpoints it within "
-    "a step (exit 130 / 143)."
+    "Continue the run in --out (that folder, even if copied or moved) as its config.json says; beside it only "
+    "--data, --gpus and a longer --epochs or --minutes. Ctrl-C or SIGTERM checkpoints a run within a step "
+    "(exit 130 / 143)."
 )
 Init = Annotated[
     Optional[Path],
