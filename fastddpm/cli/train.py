@@ -119,9 +119,9 @@ OPTION_FIELDS = {
 }
 
 
-# the options an --init model folder's config.json decides
 # What a resumed run takes from the call; its config.json decides the rest.
 RESUME_KEEPS = frozenset({"data", "out", "epochs", "minutes", "resume", "gpus"})
+# the options an --init model folder's config.json decides
 INIT_DECIDES = ("channels", "attention", "patch", "conditioning", "schedule", "prediction")
 
 
