@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -217,12 +217,18 @@ def given_options(ctx: typer.Context) -> list[str]:
     ]
 
 
+def refuse_given_options(ctx: typer.Context, names: Iterable[str], beside: str, decider: str) -> None:
+    """The options among `names` that were given would be ignored beside `beside`, whose `decider` decides
+    them: refuse them in one line."""
+    given = given_options(ctx)
+    clash = [name for name in names if name in given]
+    if clash:
+        flags = ", ".join("--" + name.replace("_", "-") for name in clash)
+        raise UsageError(f"{flags} cannot be given with {beside}: {decider} decides them")
+
+
 def refuse_options_with_resume(ctx: typer.Context, out: Path, keeps: frozenset[str]) -> None:
     """--resume continues the run as its config.json says: any option given beside it but those in `keeps`
     would be ignored, so it is refused."""
-    clash = [name for name in given_options(ctx) if name not in keeps]
-    if clash:
-        flags = ", ".join("--" + name.replace("_", "-") for name in clash)
-        raise UsageError(
-            f"{flags} cannot be given with --resume: the run's config.json in {quote(out)} decides"
-        )
+    others = [name for name in ctx.params if name not in keeps]
+    refuse_given_options(ctx, others, "--resume", f"the run's config.json in {quote(out)}")

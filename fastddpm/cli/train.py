@@ -18,12 +18,12 @@ from fastddpm.cli.common import (
     given_options,
     int_tuple,
     option,
+    refuse_given_options,
     refuse_options_with_resume,
     say,
 )
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
-from fastddpm.errors import UsageError
 from fastddpm.presets import TRAIN_PRESETS, apply_preset
 
 if TYPE_CHECKING:
@@ -132,15 +132,8 @@ def explicit_fields(ctx: typer.Context) -> frozenset[str]:
 
 def refuse_model_options_with_init(ctx: typer.Context, init: Path | None) -> None:
     """--init brings its own architecture and schedule: an explicit model option beside it would be ignored."""
-    if init is None:
-        return
-    given = explicit_fields(ctx)
-    clash = [name for name in INIT_DECIDES if OPTION_FIELDS.get(name, name) in given]
-    if clash:
-        flags = ", ".join(f"--{name}" for name in clash)
-        raise UsageError(
-            f"{flags} cannot be given with --init: the --init model folder's config.json decides them"
-        )
+    if init is not None:
+        refuse_given_options(ctx, INIT_DECIDES, "--init", "the --init model folder's config.json")
 
 
 def model_config(
