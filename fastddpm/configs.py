@@ -102,6 +102,9 @@ class TrainConfig:
     # mirrored scene keeps its labels (the lighting is not symmetric; whether it helps is measured, not assumed).
     hflip: bool = False
     min_snr_gamma: float | None = 5.0
+    # Train only the refinement head of an --init model; the rest keeps its weights (and so its high-noise
+    # predictions) while the head learns what the loss asks of it.
+    freeze_body: bool = False
     amp: str = "auto"  # auto (bf16 on CUDA and on a CPU with native bf16, else off) | bf16 | fp16 | off
     compile: bool | None = None  # None: on CUDA only
     device: str = "auto"  # auto | cpu | cuda
@@ -142,6 +145,8 @@ class TrainConfig:
             raise UsageError(f"--cond-drop {self.cond_drop} is out of range: [0, 1)")
         if not (math.isfinite(self.eval_minutes) and self.eval_minutes >= 0):
             raise UsageError(f"--eval-minutes {self.eval_minutes} is out of range: a number >= 0 (0: off)")
+        if self.freeze_body and self.init is None:
+            raise UsageError("--freeze-body trains only the refinement head of an --init model: give --init")
 
 
 @dataclass(frozen=True)
@@ -155,9 +160,7 @@ class SampleSettings:
     batch_size: int = 32  # fixed chunk shape (padded at the end)
 
     def __post_init__(self) -> None:
-        SamplerName.check(
-            self.sampler, "--sampler"
-        )  # which sampler takes eta, and how many steps: generate.py
+        SamplerName.check(self.sampler, "--sampler")  # eta and the step range per sampler: sampling/batch.py
         if self.steps < 1:
             raise UsageError(f"--steps {self.steps} is out of range: {self.sampler} takes at least 1 step")
         if not math.isfinite(self.eta) or self.eta < 0:
@@ -254,9 +257,7 @@ class DistillConfig:
     from_steps: int = 32  # DDIM steps of the guidance-folded teacher the first halving learns from
     guidance: float = DEFAULT_GUIDANCE  # folded into the student, which then samples with guidance 1
     stage_steps: int = 1500  # optimisation steps per stage
-    minutes: float | None = (
-        None  # wall-clock budget shared evenly by the stages (a stage ends at either limit)
-    )
+    minutes: float | None = None  # wall-clock budget, shared evenly by the stages (each ends at either limit)
     batch_size: int = 32
     lr: float = 1e-4
     weighting: str = "eps"  # loss weight per timestep: eps (plain eps MSE) | x-trunc-snr (Salimans & Ho)

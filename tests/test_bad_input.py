@@ -403,6 +403,12 @@ BEFORE_WORK = [
     ([*TRAIN_TINY, "--init", "{model}/config.json"], ("--init", "config.json", "a file")),
     ([*TRAIN_TINY, "--init", "{student}"], ("--init", "is a distilled student")),
     ([*TRAIN_TINY, "--init", "{model}", "--patch", "2"], ("--patch cannot be given with --init",)),
+    # --freeze-body trains the head of a trained model
+    ([*TRAIN_TINY, "--freeze-body"], ("--freeze-body", "give --init")),
+    (
+        [*TRAIN_TINY, "--init", "{model}", "--freeze-body"],
+        ("--freeze-body", "no refinement head", "--refine N"),
+    ),
     # a network too large for the machine's memory, refused before any allocation
     ([*TRAIN_TINY, "--refine", "1000000"], ("--refine 1000000", "parameters", "GiB")),
     ([*TRAIN_TINY, "--channels", "320000,320000", "--attention", "1"], ("--channels 320000,320000", "GiB")),

@@ -177,6 +177,20 @@ def test_refine_with_init_grafts_a_head_that_starts_from_the_init_models_output(
     assert trained.refine.layers[-1].weight.abs().sum() > 0  # the head's zero start is left by training
 
 
+def test_freeze_body_trains_the_refinement_head_alone(tiny_data, tiny_model, tmp_path):
+    from fastddpm.model import load_model
+
+    refined = ModelConfig(**{**TINY_MODEL, "refine_channels": 8})
+    config = tiny_config(tiny_data, tmp_path / "head", init=str(tiny_model), model=refined, freeze_body=True)
+    train(dataclasses.replace(config, ema=False), max_steps=4)
+    init = load_model(tiny_model)[0].state_dict()
+    trained = load_model(tmp_path / "head" / "model")[0]
+    body = {name: w for name, w in trained.state_dict().items() if not name.startswith("refine.")}
+    assert body.keys() == init.keys()
+    assert all(torch.equal(w, init[name].half().float()) for name, w in body.items())  # saved in fp16
+    assert trained.refine.layers[-1].weight.abs().sum() > 0
+
+
 def test_refine_cannot_resize_the_head_an_init_model_has(tiny_data, tmp_path):
     refined = ModelConfig(**{**TINY_MODEL, "refine_channels": 8})
     train(tiny_config(tiny_data, tmp_path / "a", model=refined), max_steps=0)

@@ -6,7 +6,7 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -25,10 +25,6 @@ from fastddpm.cli.common import (
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, Schedule
 from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.presets import TRAIN_PRESETS, apply_preset
-
-if TYPE_CHECKING:
-    from fastddpm.training.loop import TrainResult
-
 
 Data = options.data("Run", "i-CLEVR folder in the course layout (`data render` makes one).")
 Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, model/.")
@@ -67,6 +63,14 @@ CondDrop = Annotated[
 ]
 Hflip = Annotated[
     bool, option("Optimisation", "Mirror half the training images left-right (labels have no positions).")
+]
+FreezeBody = Annotated[
+    bool,
+    option(
+        "Optimisation",
+        "Train only the refinement head; the rest keeps the --init model's weights (needs --init, and --refine "
+        "N where that model has no head).",
+    ),
 ]
 MinSnrGamma = Annotated[
     float,
@@ -187,12 +191,16 @@ def resumed_config(
     )
 
 
-def run_with_progress(config: TrainConfig, resume: bool) -> TrainResult:
-    """The training run, under a progress bar (torch is imported here, so that --help stays instant)."""
+def run_with_progress(config: TrainConfig, resume: bool) -> None:
+    """The training run, under a progress bar (torch is imported here, so that --help stays instant), then where
+    its model went; a stopped run exits 130 / 143 after its checkpoint."""
     from fastddpm.training.loop import train as run_training
 
     with ProgressBar("train") as bar:
-        return run_training(config, resume=resume, progress=bar)
+        result = run_training(config, resume=resume, progress=bar)
+    out = Path(config.out)
+    exit_if_stopped(result, out)
+    say(f"finished at step {result.step}: EMA model in {result.model_dir}; metrics {out / 'metrics.jsonl'}")
 
 
 @clean_errors
@@ -212,6 +220,7 @@ def train(
     ema: Ema = TrainConfig.ema,
     cond_drop: CondDrop = TrainConfig.cond_drop,
     hflip: Hflip = TrainConfig.hflip,
+    freeze_body: FreezeBody = TrainConfig.freeze_body,
     min_snr_gamma: MinSnrGamma = TrainConfig.min_snr_gamma,
     seed: Seed = TrainConfig.seed,
     compile: Compile = TrainConfig.compile,
@@ -239,6 +248,7 @@ def train(
         ema=ema,
         cond_drop=cond_drop,
         hflip=hflip,
+        freeze_body=freeze_body,
         min_snr_gamma=min_snr_gamma or None,
         amp=amp.value,
         compile=compile,
@@ -253,6 +263,4 @@ def train(
     config = apply_preset(config, preset, explicit_fields(ctx))
     if resume:
         config = resumed_config(ctx, data, out, epochs, minutes)
-    result = run_with_progress(config, resume)
-    exit_if_stopped(result, out)
-    say(f"finished at step {result.step}: EMA model in {result.model_dir}; metrics {out / 'metrics.jsonl'}")
+    run_with_progress(config, resume)

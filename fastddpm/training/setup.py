@@ -125,6 +125,10 @@ def with_init(config: TrainConfig) -> TrainConfig:
             f"--refine {asked}: --init {quote(config.init)} already has a refinement head of {has} channels"
         )
     model = dataclasses.replace(card.model, refine_channels=asked or has)
+    if config.freeze_body and not model.refine_channels:
+        raise UsageError(
+            f"--freeze-body: --init {quote(config.init)} has no refinement head to train; add one with --refine N"
+        )
     sha = checkpoint_sha256(config.init)
     return dataclasses.replace(config, model=model, diffusion=card.diffusion, init_sha256=sha)
 
@@ -179,17 +183,7 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
         dist.barrier()
     if rank:
         data = load_dataset(config.data)
-    # Networks and optimiser, from the seed.
-    torch.manual_seed(config.seed)
-    net = ConditionalUNet(config.model).to(device)
-    if config.init is not None and not resume:  # before the EMA's copy, so both start from the init weights
-        init_net = load_model(config.init, device, option="--init")[0]
-        grafted = init_net.refine is None and net.refine is not None  # a new head keeps its zero start
-        net.load_state_dict(init_net.state_dict(), strict=not grafted)
-    ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
-    optimizer = torch.optim.AdamW(
-        net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
-    )
+    net, ema, optimizer = _networks(config, resume, device)
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + rank)
     counters = TrainCounters()
     # Resume: weights, moments, RNG states and counters from the checkpoint.
@@ -227,6 +221,30 @@ def build_run(config: TrainConfig, resume: bool, device: torch.device, rank: int
     if not resume:
         _log_start(run, len(data.names))
     return run
+
+
+def _networks(
+    config: TrainConfig, resume: bool, device: torch.device
+) -> tuple[ConditionalUNet, torch.nn.Module | None, torch.optim.Optimizer]:
+    """The network from the seed (or from --init's weights on a fresh fine-tune), its EMA, and the optimiser of
+    the parameters that train: all of them, or with --freeze-body the refinement head's alone."""
+    torch.manual_seed(config.seed)
+    net = ConditionalUNet(config.model).to(device)
+    if config.init is not None and not resume:  # before the EMA's copy, so both start from the init weights
+        init_net = load_model(config.init, device, option="--init")[0]
+        grafted = init_net.refine is None and net.refine is not None  # a new head keeps its zero start
+        net.load_state_dict(init_net.state_dict(), strict=not grafted)
+    ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
+    if (
+        config.freeze_body
+    ):  # no parameter before the head needs a gradient, so its forward keeps no activations
+        net.requires_grad_(False)
+        net.refine.requires_grad_(True)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.lr, betas=(0.9, 0.99), weight_decay=config.weight_decay
+    )
+    return net, ema, optimizer
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
