@@ -102,9 +102,8 @@ class TrainConfig:
     # mirrored scene keeps its labels (the lighting is not symmetric; whether it helps is measured, not assumed).
     hflip: bool = False
     min_snr_gamma: float | None = 5.0
-    # Train only the refinement head of an --init model; the rest keeps its weights (and so its high-noise
-    # predictions) while the head learns what the loss asks of it.
-    freeze_body: bool = False
+    min_snr_floor: float = 0.0  # with min-SNR: the lowest weight, which min-SNR lowers toward 0 at low noise
+    freeze_body: bool = False  # train only the --init model's refinement head; the rest keeps its weights
     amp: str = "auto"  # auto (bf16 on CUDA and on a CPU with native bf16, else off) | bf16 | fp16 | off
     compile: bool | None = None  # None: on CUDA only
     device: str = "auto"  # auto | cpu | cuda
@@ -145,6 +144,8 @@ class TrainConfig:
             raise UsageError(f"--cond-drop {self.cond_drop} is out of range: [0, 1)")
         if not (math.isfinite(self.eval_minutes) and self.eval_minutes >= 0):
             raise UsageError(f"--eval-minutes {self.eval_minutes} is out of range: a number >= 0 (0: off)")
+        if not 0 <= self.min_snr_floor <= 1 or (self.min_snr_floor and self.min_snr_gamma is None):
+            raise UsageError(f"--min-snr-floor {self.min_snr_floor}: in [0, 1], with --min-snr-gamma > 0")
         if self.freeze_body and self.init is None:
             raise UsageError("--freeze-body trains only the refinement head of an --init model: give --init")
 
@@ -181,9 +182,8 @@ class SamplingDefaults:
     chosen_on: str = "project default, not tuned for this model"
 
     def __post_init__(self) -> None:
-        if not (
-            isinstance(self.guidance, int | float) and math.isfinite(self.guidance) and self.guidance >= 0
-        ):
+        scale = self.guidance
+        if not (isinstance(scale, int | float) and math.isfinite(scale) and scale >= 0):
             raise UsageError(f"sampling guidance {self.guidance!r} is out of range: a finite scale >= 0")
 
 

@@ -403,6 +403,12 @@ BEFORE_WORK = [
     ([*TRAIN_TINY, "--init", "{model}/config.json"], ("--init", "config.json", "a file")),
     ([*TRAIN_TINY, "--init", "{student}"], ("--init", "is a distilled student")),
     ([*TRAIN_TINY, "--init", "{model}", "--patch", "2"], ("--patch cannot be given with --init",)),
+    # the min-SNR floor is a weight, and only with min-SNR on
+    ([*TRAIN_TINY, "--min-snr-floor", "1.5"], ("'--min-snr-floor'", "less than or equal to 1")),
+    (
+        [*TRAIN_TINY, "--min-snr-floor", "0.2", "--min-snr-gamma", "0"],
+        ("--min-snr-floor 0.2", "--min-snr-gamma > 0"),
+    ),
     # --freeze-body trains the head of a trained model
     ([*TRAIN_TINY, "--freeze-body"], ("--freeze-body", "give --init")),
     (

@@ -69,11 +69,12 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])
-@pytest.mark.parametrize("gamma", [5.0, None])
-def test_the_loss_is_the_min_snr_weighted_error_in_the_models_parameterisation(prediction, gamma):
+@pytest.mark.parametrize("gamma, floor", [(5.0, 0.0), (None, 0.0), (5.0, 0.3)])
+def test_the_loss_is_the_min_snr_weighted_error_in_the_models_parameterisation(prediction, gamma, floor):
     """On a fixed batch, the loss equals the formula written out here: the network's raw v against
     sqrt(a) eps - sqrt(1 - a) x0 weighted min(SNR, 5) / (SNR + 1), or its eps with the skip against the noise
-    weighted min(SNR, 5) / SNR; the draws (t, noise, then condition dropout) come from the same generator."""
+    weighted min(SNR, 5) / SNR, each weight at least `floor`; the draws (t, noise, then condition dropout) come
+    from the same generator."""
     torch.manual_seed(0)
     net = ConditionalUNet(ModelConfig(**TINY_MODEL))
     diffusion = DiffusionConfig(prediction=prediction, skip_data_std=0.3, skip_data_mean=0.1)
@@ -87,6 +88,7 @@ def test_the_loss_is_the_min_snr_weighted_error_in_the_models_parameterisation(p
             cond,
             cond_drop=0.5,
             min_snr_gamma=gamma,
+            min_snr_floor=floor,
             generator=torch.Generator().manual_seed(7),
         )
         g = torch.Generator().manual_seed(7)
@@ -103,8 +105,10 @@ def test_the_loss_is_the_min_snr_weighted_error_in_the_models_parameterisation(p
             skip = (1 - a).sqrt() / (a * 0.3**2 + 1 - a) * (x_t - a.sqrt() * 0.1)
             error, weight = out + skip - noise, snr.clamp(max=5.0) / snr
         per_image = error.pow(2).mean(dim=(1, 2, 3))
-        expected = (per_image if gamma is None else weight * per_image).mean()
+        expected = (per_image if gamma is None else weight.clamp(min=floor) * per_image).mean()
     assert 0 < keep.sum() < 6  # both the conditional and the dropped rows are in the batch
+    if floor and prediction == "v":  # the floor binds for some rows of this batch and not for others
+        assert (weight < floor).any() and (weight > floor).any()
     assert torch.allclose(got, expected, rtol=1e-6, atol=0), (got, expected)
 
 

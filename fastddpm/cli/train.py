@@ -78,6 +78,16 @@ MinSnrGamma = Annotated[
         "Optimisation", "Min-SNR-gamma loss weight (Hang et al. 2023); 0: off, plain MSE at every t.", min=0.0
     ),
 ]
+MinSnrFloor = Annotated[
+    float,
+    option(
+        "Optimisation",
+        "Lowest loss weight with min-SNR on, in [0, 1]: min-SNR lowers the weight toward 0 at low noise, "
+        "where the fine grain is removed.",
+        min=0.0,
+        max=1.0,
+    ),
+]
 Seed = options.seed("Optimisation", "Seed of init, batches and noise.")
 Compile = Annotated[
     Optional[bool],
@@ -222,6 +232,7 @@ def train(
     hflip: Hflip = TrainConfig.hflip,
     freeze_body: FreezeBody = TrainConfig.freeze_body,
     min_snr_gamma: MinSnrGamma = TrainConfig.min_snr_gamma,
+    min_snr_floor: MinSnrFloor = TrainConfig.min_snr_floor,
     seed: Seed = TrainConfig.seed,
     compile: Compile = TrainConfig.compile,
     amp: AmpOpt = Amp(TrainConfig.amp),
@@ -236,7 +247,7 @@ def train(
     evaluator: Evaluator = None,
 ) -> None:
     """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration."""
-    refuse_model_options_with_init(ctx, init)
+    refuse_model_options_with_init(ctx, init)  # before the relaunch, so that a refusal is said once
     relaunch_under_torchrun(gpus, sys.argv[1:])
     config = TrainConfig(
         data=str(data),
@@ -250,6 +261,7 @@ def train(
         hflip=hflip,
         freeze_body=freeze_body,
         min_snr_gamma=min_snr_gamma or None,
+        min_snr_floor=min_snr_floor,
         amp=amp.value,
         compile=compile,
         device=device.value,
@@ -260,7 +272,5 @@ def train(
         model=model_config(channels, attention, patch, conditioning, refine),
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
-    config = apply_preset(config, preset, explicit_fields(ctx))
-    if resume:
-        config = resumed_config(ctx, data, out, epochs, minutes)
-    run_with_progress(config, resume)
+    preset_config = apply_preset(config, preset, explicit_fields(ctx))
+    run_with_progress(resumed_config(ctx, data, out, epochs, minutes) if resume else preset_config, resume)

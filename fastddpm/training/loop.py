@@ -162,6 +162,7 @@ def train_step(run: Run) -> torch.Tensor:
             run.labels[index],
             cond_drop=config.cond_drop,
             min_snr_gamma=config.min_snr_gamma,
+            min_snr_floor=config.min_snr_floor,
             generator=run.generator,
             forward=run.model,
         )

@@ -26,6 +26,7 @@ def diffusion_loss(
     *,
     cond_drop: float = 0.1,
     min_snr_gamma: float | None = 5.0,
+    min_snr_floor: float = 0.0,  # the weight's lower bound (min-SNR's falls toward 0 at low noise)
     generator: torch.Generator | None = None,
     forward: nn.Module | None = None,  # the model's TrainingForm as training runs it (DDP, compiled)
 ) -> torch.Tensor:
@@ -40,4 +41,5 @@ def diffusion_loss(
     per_image = (output.float() - target).pow(2).mean(dim=(1, 2, 3))
     if min_snr_gamma is None:
         return per_image.mean()
-    return (model.min_snr_weight(schedule.snr(t), min_snr_gamma) * per_image).mean()
+    weight = model.min_snr_weight(schedule.snr(t), min_snr_gamma).clamp(min=min_snr_floor)
+    return (weight * per_image).mean()
