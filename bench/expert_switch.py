@@ -11,6 +11,7 @@ accuracy in its own range of t, and a recipe can aim the weight (or a second net
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from fastddpm.model import checkpoint_sha256, load_card
 from fastddpm.sampling.samplers import EpsFn
 from fastddpm.schedule import NoiseSchedule
 
-GUIDANCE = 2.5
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipe_scoring import GUIDANCE, SPLITS  # noqa: E402  (the recipe's scoring: its guidance and split names)
+
 ROWS = (("dpmpp", 10), ("ddpm", 1000))
 
 
@@ -44,24 +47,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--high", type=Path, required=True, help="model folder for t >= --switch")
     parser.add_argument("--low", type=Path, required=True, help="model folder for t < --switch")
     parser.add_argument("--switch", type=int, required=True, help="first timestep the --high model predicts")
-    parser.add_argument("--split", choices=("val", "new_val"), required=True)
+    parser.add_argument("--split", choices=SPLITS, required=True)
     parser.add_argument("--draw", type=int, default=1000, help="validation draw (synth.test_splits seed)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--out", type=Path, required=True, help="JSON record")
     args = parser.parse_args()
-    diffusion = load_card(args.high).diffusion
-    if load_card(args.low).diffusion != diffusion or not 0 < args.switch < diffusion.timesteps:
+    args.diffusion = load_card(args.high).diffusion
+    if load_card(args.low).diffusion != args.diffusion or not 0 < args.switch < args.diffusion.timesteps:
         parser.error("--high and --low need the same diffusion config, and --switch a timestep inside it")
     return args
 
 
 def main() -> None:
     args = parse_args()
-    schedule = NoiseSchedule.from_config(load_card(args.high).diffusion)
+    schedule = NoiseSchedule.from_config(args.diffusion)
     eps = switched(
         open_backend("torch", args.high, "cpu"), open_backend("torch", args.low, "cpu"), args.switch
     )
-    split = dict(zip(("val", "new_val"), synth.test_splits(args.draw), strict=True))[args.split]
+    split = dict(zip(SPLITS, synth.test_splits(args.draw), strict=True))[args.split]
     evaluator = Evaluator(None, "cpu")
     rows = []
     for sampler, steps in ROWS:

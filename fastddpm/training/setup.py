@@ -235,9 +235,8 @@ def _networks(
         grafted = init_net.refine is None and net.refine is not None  # a new head keeps its zero start
         net.load_state_dict(init_net.state_dict(), strict=not grafted)
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
-    if (
-        config.freeze_body
-    ):  # no parameter before the head needs a gradient, so its forward keeps no activations
+    # Frozen: no parameter before the head needs a gradient, so the body's forward keeps no activations.
+    if config.freeze_body:
         net.requires_grad_(False)
         net.refine.requires_grad_(True)
     trainable = [p for p in net.parameters() if p.requires_grad]
