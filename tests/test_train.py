@@ -275,6 +275,14 @@ def test_ema_update():
         assert torch.allclose(e, 0.9 * b + 0.1 * m)
 
 
+def test_ema_update_leaves_frozen_parameters_alone():
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    model.bias.requires_grad_(False)
+    bias, weight = ema.bias.detach().clone(), ema.weight.detach().clone()
+    ema_update(ema, model, decay=0.9)
+    assert torch.equal(ema.bias, bias) and torch.allclose(ema.weight, 0.9 * weight + 0.1 * model.weight)
+
+
 @pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (False, False)])
 def test_auto_autocast_on_a_cpu_is_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, avx512_bf16, amx):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)

@@ -54,9 +54,12 @@ def lr_at(config: TrainConfig, step: int, fraction: float) -> float:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, for every parameter (buffers are not averaged: the UNet's
-    GroupNorms keep none)."""
-    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
+    """ema <- decay * ema + (1 - decay) * model, for every trained parameter (frozen ones already equal their
+    EMA; buffers are not averaged: the UNet's GroupNorms keep none)."""
+    pairs = [
+        (e, p.detach()) for e, p in zip(ema.parameters(), model.parameters(), strict=True) if p.requires_grad
+    ]
+    torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - decay)
 
 
 def ema_decay_at(config: TrainConfig, step: int) -> float:
