@@ -135,8 +135,9 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
 def test_the_shipped_card_reads_typed_and_writes_back_byte_for_byte():
     text = (Path(__file__).resolve().parents[1] / "checkpoints" / "default" / "config.json").read_text()
     card = ModelCard.from_json(text)
-    assert card.info.steps == 49615 and card.info.train_seconds == 23700.2 and card.info.student is None
-    assert card.info.render == RenderInfo(seed=0, max_objects=3, labels_sha256=None, device="cpu", renderer=2)
+    assert card.info.steps == 5533 and card.info.train_seconds == 4800.5 and card.info.student is None
+    assert card.model.refine_channels == 32 and card.info.init_sha256.startswith("5a5c99f3969f")
+    assert card.info.render == RenderInfo(seed=0, max_objects=3, labels_sha256=None, device="cpu", renderer=3)
     assert card.to_json() + "\n" == text
 
 

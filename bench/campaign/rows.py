@@ -17,7 +17,7 @@ from pathlib import Path
 from campaign.context import BudgetStop
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_REFERENCE = ROOT / "bench" / "results" / "guidance-v4" / "20261125-053624.json"
+CPU_REFERENCE = ROOT / "bench" / "results" / "default-v5" / "grid-course-20261207-110514.json"
 SHIPPED_ROWS = (("dpmpp", 10), ("ddim", 10), ("unipc", 10), ("dpmpp", 20), ("ddim", 50), ("ddpm", 1000))
 NEW_MODEL_ROWS = COMPILE_ROWS = (("dpmpp", 10), ("ddim", 50), ("ddpm", 1000))
 # the dry run's rows: a few steps each (DDPM's 1000 network calls per split take minutes on a CPU)
