@@ -11,7 +11,8 @@ from fastddpm.errors import UsageError
 # The TrainConfig fields each preset changes from TrainConfig's defaults ("model.<field>" for ModelConfig's).
 # Options given explicitly override a preset's values.
 TRAIN_PRESETS: dict[str, dict[str, object]] = {
-    # The defaults themselves: the configuration the shipped CPU model was trained with (4.76M parameters).
+    # The defaults themselves: the configuration the shipped CPU model's base was trained with (4.76M
+    # parameters). The shipped model is that base fine-tuned with --refine 32 --min-snr-floor 0.3 (its card).
     "cpu": {},
     # Chosen from the GPU machine's measurements (../shared/device/README.md), not from a training comparison on
     # a GPU. At batch 32-64 on an H100 / H200 a UNet of 15-17M parameters costs the same 3.1 ms per compiled call
@@ -22,6 +23,9 @@ TRAIN_PRESETS: dict[str, dict[str, object]] = {
     # measured on a 26.6M UNet). On one CPU core for 20 minutes, 2x2 patches trailed 4x4 ones (recipe
     # ablation, bench/results/recipe/results.md), also per image; at a GPU's budget it is untested, and the GPU
     # campaign's train and bench stages (bench/campaign/stages.py, f and g) give this preset its first score.
+    # The refinement head and the floored min-SNR weight are what lifted the CPU model's DDPM-1000 above its
+    # 10-step rows at an unchanged 10-step score (bench/results/recipe/PLAN.md); both are cheap at a GPU's batch,
+    # and neither has been tried from scratch.
     "gpu": {
         "batch_size": 256,
         "amp": "bf16",
@@ -30,6 +34,8 @@ TRAIN_PRESETS: dict[str, dict[str, object]] = {
         "model.patch_size": 2,
         "model.block_channels": (64, 128, 256, 256),
         "model.attention_levels": (2, 3),
+        "model.refine_channels": 32,
+        "min_snr_floor": 0.3,
     },
 }
 

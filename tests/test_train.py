@@ -390,6 +390,7 @@ def test_a_preset_sets_its_fields_and_explicit_options_win():
     base = TrainConfig(data="d", out="o", lr=1e-3)
     gpu = apply_preset(base, "gpu", explicit=frozenset({"lr", "model.patch_size"}))
     assert gpu.batch_size == 256 and gpu.model.block_channels == (64, 128, 256, 256)
+    assert gpu.model.refine_channels == 32 and gpu.min_snr_floor == 0.3
     assert gpu.lr == 1e-3 and gpu.model.patch_size == base.model.patch_size  # given on the command line
     assert apply_preset(base, "cpu") == base
     with pytest.raises(UsageError, match="--preset 'tpu' is not one of cpu, gpu"):
