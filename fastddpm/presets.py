@@ -46,6 +46,9 @@ def apply_preset(config: TrainConfig, name: str, explicit: frozenset[str] = froz
     if name not in TRAIN_PRESETS:
         raise UsageError(f"--preset {name!r} is not one of {', '.join(TRAIN_PRESETS)}")
     chosen = {k: v for k, v in TRAIN_PRESETS[name].items() if k not in explicit}
+    # With the min-SNR weight off (None) a preset's floor has no weight to floor, and validate() would refuse it.
+    if not config.min_snr_gamma:
+        chosen.pop("min_snr_floor", None)
     model = {k.removeprefix("model."): v for k, v in chosen.items() if k.startswith("model.")}
     train = {k: v for k, v in chosen.items() if not k.startswith("model.")}
     return dataclasses.replace(config, model=dataclasses.replace(config.model, **model), **train)

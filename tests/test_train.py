@@ -393,5 +393,9 @@ def test_a_preset_sets_its_fields_and_explicit_options_win():
     assert gpu.model.refine_channels == 32 and gpu.min_snr_floor == 0.3
     assert gpu.lr == 1e-3 and gpu.model.patch_size == base.model.patch_size  # given on the command line
     assert apply_preset(base, "cpu") == base
+    uniform = apply_preset(
+        dataclasses.replace(base, min_snr_gamma=None), "gpu", explicit=frozenset({"min_snr_gamma"})
+    )
+    assert uniform.min_snr_gamma is None and uniform.min_snr_floor == 0.0 and uniform.batch_size == 256
     with pytest.raises(UsageError, match="--preset 'tpu' is not one of cpu, gpu"):
         apply_preset(base, "tpu")
