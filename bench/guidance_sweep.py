@@ -1,10 +1,12 @@
 """Choose the guidance scale on VALIDATION label sets, never on the test splits: each validation seed draws a
 val / new_val pair like the data set's test.json / new_test.json, from another seed than any test split, so the
-scale is not tuned on what the bench reports. The chosen scale has the highest mean over every (validation seed,
-split, sampler, steps, sampling seed) cell; a tie keeps the lowest such scale. --record writes it into the
-model's config.json ("sampling"), so sample, bench and distill use it by default.
+scale is not tuned on what the bench reports. --intervals crosses each scale with guidance intervals (timesteps
+LO-HI the scale applies at, `all` for every step). The chosen (scale, interval) has the highest mean over every
+(validation seed, split, sampler, steps, sampling seed) cell; a tie keeps the lowest scale, then the first interval
+given. --record writes it into the model's config.json ("sampling"), so sample, bench and distill use it by default.
 
     python bench/guidance_sweep.py --scales 1.5,2,3,4 --sampler ddim,dpmpp --steps 10,20 --seeds 0,1,2 [--record]
+    python bench/guidance_sweep.py --scales 2.5,4 --intervals all,200-999 --sampler dpmpp --steps 10
 """
 
 from __future__ import annotations
@@ -62,6 +64,29 @@ def scales(text: str) -> tuple[float, ...]:
     return values
 
 
+def intervals(text: str) -> tuple[tuple[int, int] | None, ...]:
+    """'all,200-999' -> (None, (200, 999)): each interval LO-HI (timesteps, 0 <= LO <= HI) or `all`."""
+    parsed = []
+    for item in text.split(","):
+        lo, sep, hi = item.partition("-")
+        if item == "all":
+            parsed.append(None)
+            continue
+        if not (sep and lo.isdigit() and hi.isdigit()):
+            raise UsageError(
+                f"--intervals takes `all` or LO-HI timesteps like 200-999, comma-separated; got {item!r}"
+            )
+        parsed.append((int(lo), int(hi)))
+        SampleSettings(guidance_interval=parsed[-1])
+    if len(set(parsed)) != len(parsed):
+        raise UsageError(f"--intervals {text!r} names an interval twice")
+    return tuple(parsed)
+
+
+def interval_name(interval: tuple[int, int] | None) -> str:
+    return "all" if interval is None else f"{interval[0]}-{interval[1]}"
+
+
 def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
     """Every cell's accuracy at one scale: {"validation seed/split/sampler-steps": [per sampling seed]}."""
     cells = {}
@@ -92,6 +117,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scales", type=option_type(scales), default="1,1.5,2,3,4")
+    parser.add_argument("--intervals", type=option_type(intervals), default="all")
     parser.add_argument(
         "--sampler",
         type=option_type(lambda t: csv(t, "--sampler", SamplerName.names())),
@@ -120,12 +146,18 @@ def parse_args() -> argparse.Namespace:
         args.card = load_card(args.checkpoint)
         args.device = resolve_device("auto")
         args.evaluator = Evaluator(args.evaluator, args.device)
-        args.grid = {  # every scale's sampler x steps settings
-            scale: [SampleSettings(s, n, guidance=scale) for s in args.sampler for n in args.steps]
+        args.grid = {  # every (scale, interval)'s sampler x steps settings
+            (scale, interval): [
+                SampleSettings(s, n, guidance=scale, guidance_interval=interval)
+                for s in args.sampler
+                for n in args.steps
+            ]
             for scale in args.scales
+            for interval in args.intervals
         }
-        for settings in args.grid[args.scales[0]]:  # eta and step range do not depend on the scale
-            check_settings(settings, args.card.diffusion.timesteps)
+        for settings_for in args.grid.values():
+            for settings in settings_for:
+                check_settings(settings, args.card.diffusion.timesteps)
     except UsageError as error:
         parser.error(str(error))
     if args.card.info.student:
@@ -143,13 +175,20 @@ def main() -> None:
     backend = open_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(args.card.diffusion)
     rows = []
-    for scale, settings_for in track(args.grid.items(), description="guidance scales"):
+    for (scale, interval), settings_for in track(args.grid.items(), description="guidance settings"):
         cells = sweep_scale(backend, schedule, draws, settings_for, args.seeds, evaluator, device)
         mean = statistics.fmean(v for values in cells.values() for v in values)
-        rows.append({"guidance": scale, "mean": mean, "cells": cells})
-        print(f"guidance {scale:4.1f}: mean {mean:.4f} over {sum(map(len, cells.values()))} cells")
+        per_seed = [statistics.fmean(values[i] for values in cells.values()) for i in range(len(args.seeds))]
+        spread = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
+        name = interval_name(interval)
+        rows.append({"guidance": scale, "interval": name, "mean": mean, "spread": spread, "cells": cells})
+        print(
+            f"guidance {scale:4.1f} interval {name:>8}: mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"
+        )
     best = max(sorted(rows, key=lambda r: r["guidance"]), key=lambda r: r["mean"])
-    print(f"best on validation: guidance {best['guidance']} (mean {best['mean']:.4f})")
+    print(
+        f"best on validation: guidance {best['guidance']} interval {best['interval']} (mean {best['mean']:.4f})"
+    )
     record = {
         "device": device_name(device),
         "checkpoint": str(args.checkpoint),
@@ -160,7 +199,7 @@ def main() -> None:
         "seeds": args.seeds,
         "validation_seeds": args.validation_seeds,
         "rows": rows,
-        "best": {"guidance": best["guidance"], "mean": best["mean"]},
+        "best": {"guidance": best["guidance"], "interval": best["interval"], "mean": best["mean"]},
     }
     path = save("guidance_sweep", record, args.out)
     if args.record:

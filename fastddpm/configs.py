@@ -159,6 +159,9 @@ class SampleSettings:
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
     guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance scale; 1 = plain conditional model
     batch_size: int = 32  # fixed chunk shape (padded at the end)
+    guidance_interval: tuple[int, int] | None = (
+        None  # timesteps lo..hi the scale applies at; None: every step
+    )
 
     def __post_init__(self) -> None:
         SamplerName.check(self.sampler, "--sampler")  # eta and the step range per sampler: sampling/batch.py
@@ -170,6 +173,18 @@ class SampleSettings:
             raise UsageError(f"--guidance {self.guidance} is out of range: a finite scale >= 0 (1 = none)")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size {self.batch_size} is out of range: at least 1")
+        if self.guidance_interval is not None:
+            check_interval(self.guidance_interval)
+
+
+def check_interval(interval) -> None:
+    """A guidance interval is two integer timesteps lo <= hi, lo >= 0 (the schedule's end is checked with it)."""
+    ok = isinstance(interval, tuple | list) and len(interval) == 2
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in interval)
+    if not (ok and 0 <= interval[0] <= interval[1]):
+        raise UsageError(
+            f"--guidance-interval {interval!r} is out of range: two timesteps LO,HI with 0 <= LO <= HI"
+        )
 
 
 @dataclass(frozen=True)

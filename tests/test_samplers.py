@@ -5,6 +5,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from fastddpm.configs import DiffusionConfig, SampleSettings
+from fastddpm.errors import UsageError
 from fastddpm.sampling.batch import generate, image_seeds
 from fastddpm.sampling.samplers import ddim_step, guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
 from fastddpm.schedule import NoiseSchedule, cosine_betas, linear_betas
@@ -193,6 +194,23 @@ def test_guidance_scale_one_is_the_conditional_model():
     assert calls[-1] == 6  # conditional and null rows in one call
     e_c, e_u = dummy_eps(x, t, cond), dummy_eps(x, t, torch.zeros_like(cond))
     assert torch.allclose(out, e_u + 3.0 * (e_c - e_u))
+
+
+def test_guidance_interval_applies_the_scale_only_inside_it():
+    x, cond = torch.randn(4, 3, 8, 8), torch.eye(24)[:4]
+    t = torch.tensor([99, 100, 600, 601])  # rows on both sides of each end of the interval
+    out = guided(dummy_eps, 3.0, interval=(100, 600))(x, t, cond)
+    e_c, e_u = dummy_eps(x, t, cond), dummy_eps(x, t, torch.zeros_like(cond))
+    full = e_u + 3.0 * (e_c - e_u)
+    assert torch.allclose(out[1:3], full[1:3])
+    assert torch.allclose(out[[0, 3]], e_c[[0, 3]], atol=1e-6)
+    assert not torch.allclose(full[[0, 3]], e_c[[0, 3]])  # the dummy's rows differ with the condition
+
+
+@pytest.mark.parametrize("interval", [(5, 2), (-1, 10), (1.5, 10), (3,), "1,2"])
+def test_bad_guidance_interval_is_refused(interval):
+    with pytest.raises(UsageError, match="--guidance-interval"):
+        SampleSettings(guidance_interval=interval)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp", "ddpm", "unipc"])

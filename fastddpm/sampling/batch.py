@@ -67,6 +67,11 @@ def check_settings(settings: SampleSettings, num_timesteps: int | None = None) -
     spec.check_eta(settings.eta)
     if num_timesteps is not None:
         spec.check_steps(settings.steps, num_timesteps)
+        interval = settings.guidance_interval
+        if interval is not None and interval[1] >= num_timesteps:
+            raise UsageError(
+                f"--guidance-interval {interval[0]},{interval[1]} is out of range: timesteps 0 to {num_timesteps - 1}"
+            )
 
 
 def denoise_fn(
@@ -75,7 +80,7 @@ def denoise_fn(
     """(x_T, cond, noise) -> x_0 for one chunk: the sampler with guidance bound in."""
     check_settings(settings, schedule.num_timesteps)
     spec = sampler_spec(settings.sampler)
-    model = guided(eps_fn, settings.guidance)
+    model = guided(eps_fn, settings.guidance, settings.guidance_interval)
 
     def run(x_T: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return spec(

@@ -37,16 +37,21 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor], None]  # (step index, x after that step)
 
 
-def guided(eps_fn: EpsFn, scale: float) -> EpsFn:
+def guided(eps_fn: EpsFn, scale: float, interval: tuple[int, int] | None = None) -> EpsFn:
     """Classifier-free guidance: eps_u + s (eps_c - eps_u), conditional and null rows in one batched call.
-    Scale 1 is the plain conditional model (no extra work)."""
+    Scale 1 is the plain conditional model (no extra work). With an interval (lo, hi) the scale applies only at
+    timesteps lo <= t <= hi and the other steps take the conditional eps (Kynkaanniemi et al. 2024, "Applying
+    guidance in a limited interval"); the choice is made per row on the device, so a run stays capturable."""
     if scale == 1.0:
         return eps_fn
 
     def guided_eps(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         both = eps_fn(torch.cat((x, x)), torch.cat((t, t)), torch.cat((cond, torch.zeros_like(cond))))
         eps_cond, eps_null = both.chunk(2)
-        return eps_null + scale * (eps_cond - eps_null)
+        if interval is None:
+            return eps_null + scale * (eps_cond - eps_null)
+        inside = ((t >= interval[0]) & (t <= interval[1])).to(eps_cond.dtype).view(-1, 1, 1, 1)
+        return eps_null + (1 + (scale - 1) * inside) * (eps_cond - eps_null)
 
     return guided_eps
 
