@@ -26,7 +26,7 @@ from fastddpm import atomic  # noqa: E402
 from fastddpm.export import open_backend  # noqa: E402
 from fastddpm.choices import SamplerName  # noqa: E402
 from fastddpm.cli.common import csv, int_tuple  # noqa: E402
-from fastddpm.configs import SampleSettings, SamplingDefaults  # noqa: E402
+from fastddpm.configs import SampleSettings, SamplingDefaults, parse_interval  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.defaults import MAX_SEED  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
@@ -66,21 +66,10 @@ def scales(text: str) -> tuple[float, ...]:
 
 def intervals(text: str) -> tuple[tuple[int, int] | None, ...]:
     """'all,200-999' -> (None, (200, 999)): each interval LO-HI (timesteps, 0 <= LO <= HI) or `all`."""
-    parsed = []
-    for item in text.split(","):
-        lo, sep, hi = item.partition("-")
-        if item == "all":
-            parsed.append(None)
-            continue
-        if not (sep and lo.isdigit() and hi.isdigit()):
-            raise UsageError(
-                f"--intervals takes `all` or LO-HI timesteps like 200-999, comma-separated; got {item!r}"
-            )
-        parsed.append((int(lo), int(hi)))
-        SampleSettings(guidance_interval=parsed[-1])
+    parsed = tuple(parse_interval(item, "--intervals") for item in text.split(","))
     if len(set(parsed)) != len(parsed):
         raise UsageError(f"--intervals {text!r} names an interval twice")
-    return tuple(parsed)
+    return parsed
 
 
 def interval_name(interval: tuple[int, int] | None) -> str:
@@ -98,17 +87,21 @@ def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device
     return cells
 
 
-def record_choice(args: argparse.Namespace, scale: float, result: Path) -> None:
-    """Rewrite the model's config.json with the chosen scale and where it came from (atomically)."""
+def record_choice(
+    args: argparse.Namespace, scale: float, interval: tuple[int, int] | None, result: Path
+) -> None:
+    """Rewrite the model's config.json with the chosen scale and interval and where they came from (atomically)."""
+    tried = f"scales {args.scales}"
+    if args.intervals != (None,):
+        tried += f" x intervals {', '.join(map(interval_name, args.intervals))}"
     chosen_on = (
         f"bench/guidance_sweep.py, validation seeds {args.validation_seeds}, {'/'.join(args.sampler)} at "
-        f"{args.steps} steps, sampling seeds {args.seeds}, scales {args.scales}: {result.name}"
+        f"{args.steps} steps, sampling seeds {args.seeds}, {tried}: {result.name}"
     )
     config = args.checkpoint / CONFIG_NAME
-    atomic.write_text(
-        config, replace(args.card, sampling=SamplingDefaults(scale, chosen_on)).to_json() + "\n"
-    )
-    print(f"recorded guidance {scale} in {config}")
+    sampling = SamplingDefaults(scale, chosen_on, interval)
+    atomic.write_text(config, replace(args.card, sampling=sampling).to_json() + "\n")
+    print(f"recorded guidance {scale} at timesteps {interval_name(interval)} in {config}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -203,7 +196,7 @@ def main() -> None:
     }
     path = save("guidance_sweep", record, args.out)
     if args.record:
-        record_choice(args, best["guidance"], path)
+        record_choice(args, best["guidance"], parse_interval(best["interval"]), path)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,16 @@ def read_section(cls: type, data: Any, where: str) -> Any:
         raise UsageError(f"{where}: {err}" if where else str(err)) from None
 
 
+def section_dict(section: Any) -> dict:
+    """A section as JSON: an optional field that is None is left out, so a card that does not use it reads the same
+    to a fastddpm that predates the field."""
+    values = dataclasses.asdict(section)
+    for f in dataclasses.fields(section):
+        if f.metadata == OPTIONAL and values[f.name] is None:
+            del values[f.name]
+    return values
+
+
 def read_file(cls: type, path: Path, what: str) -> Any:
     """read_section of a whole JSON file; refused in one line naming the file (and the field)."""
     try:

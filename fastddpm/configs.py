@@ -1,13 +1,13 @@
 """Every run's settings as frozen dataclasses (choices.py names the values a setting may take): saved beside
 checkpoints, exports and results, and read by the CLI for its defaults. Torch-free, so `fastddpm --help` stays
-instant; each checks its own ranges, and what needs a registry (samplers, backends) is checked where it lives."""
+instant; each checks its own ranges, and what needs a registry (samplers, backends) is checked where it lives.
+The evaluator's training run has its own, fastddpm/evaluator/config.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Weighting
@@ -159,9 +159,8 @@ class SampleSettings:
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
     guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance scale; 1 = plain conditional model
     batch_size: int = 32  # fixed chunk shape (padded at the end)
-    guidance_interval: tuple[int, int] | None = (
-        None  # timesteps lo..hi the scale applies at; None: every step
-    )
+    # timesteps LO, HI the guidance scale applies at (the conditional model elsewhere); None: every step
+    guidance_interval: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         SamplerName.check(self.sampler, "--sampler")  # eta and the step range per sampler: sampling/batch.py
@@ -177,14 +176,24 @@ class SampleSettings:
             check_interval(self.guidance_interval)
 
 
-def check_interval(interval) -> None:
+def check_interval(interval, option: str = "--guidance-interval") -> None:
     """A guidance interval is two integer timesteps lo <= hi, lo >= 0 (the schedule's end is checked with it)."""
     ok = isinstance(interval, tuple | list) and len(interval) == 2
     ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in interval)
     if not (ok and 0 <= interval[0] <= interval[1]):
-        raise UsageError(
-            f"--guidance-interval {interval!r} is out of range: two timesteps LO,HI with 0 <= LO <= HI"
-        )
+        shown = f"{interval[0]}-{interval[1]}" if ok else repr(interval)
+        raise UsageError(f"{option} {shown} is out of range: two timesteps LO-HI with 0 <= LO <= HI")
+
+
+def parse_interval(text: str, option: str = "--guidance-interval") -> tuple[int, int] | None:
+    """'200-999' -> (200, 999); 'all' -> None (the scale at every step)."""
+    if text == "all":
+        return None
+    lo, sep, hi = text.partition("-")
+    if not (sep and lo.isdigit() and hi.isdigit()):
+        raise UsageError(f"{option} takes `all` or timesteps LO-HI like 0-450; got {quote(text)}")
+    check_interval((int(lo), int(hi)), option)
+    return int(lo), int(hi)
 
 
 @dataclass(frozen=True)
@@ -195,11 +204,15 @@ class SamplingDefaults:
 
     guidance: float = DEFAULT_GUIDANCE
     chosen_on: str = "project default, not tuned for this model"
+    # timesteps LO, HI the scale applies at; None: every step (also what a card written without it means)
+    guidance_interval: tuple[int, ...] | None = field(default=None, metadata=OPTIONAL)
 
     def __post_init__(self) -> None:
         scale = self.guidance
         if not (isinstance(scale, int | float) and math.isfinite(scale) and scale >= 0):
             raise UsageError(f"sampling guidance {self.guidance!r} is out of range: a finite scale >= 0")
+        if self.guidance_interval is not None:
+            check_interval(self.guidance_interval, "sampling guidance_interval")
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,7 @@ class BenchConfig:
     splits: dict[str, list] = field(default_factory=dict)  # split name -> label lists
     seeds: tuple[int, ...] = (0, 1, 2)  # sampling seeds, fixed before any score is seen
     guidance: float = DEFAULT_GUIDANCE
+    guidance_interval: tuple[int, ...] | None = None  # as in SampleSettings
     eta: float = 0.0  # applies to the samplers that take eta (DDIM); the others run without
     reference: bool = True  # include the DDPM-1000 row
     model_dir: str = "checkpoints/default"
@@ -220,44 +234,6 @@ class BenchConfig:
     dtype: str = "auto"
     capture: bool = True  # CUDA only: one graph per denoising run
     export_dir: str = "export"
-
-
-@dataclass(frozen=True)
-class EvaluatorTrainConfig:
-    """One `fastddpm evaluator train` run; saved in the run folder's evaluator.json."""
-
-    data: tuple[str, ...]  # rendered folders (1-3 and 1-5 object scenes), used together
-    validation: str | None = None  # a render of other seeds, scored after every epoch (never trained on)
-    init: str | None = None  # a course-format evaluator.pth to fine-tune (else random weights)
-    epochs: int = 24
-    batch_size: int = 128
-    lr: float = 2e-3  # one-cycle peak
-    weight_decay: float = 1e-4
-    blur_prob: float = 0.5  # share of images seen through 32x32
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = True  # bf16 autocast (CPU and GPU): ~1.7x faster on a CPU with AVX-512 BF16
-    half: bool = True  # save fp16 weights (22 MB instead of 45 MB)
-
-    def validate(self) -> None:
-        Device.check(self.device, "--device")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UsageError(
-                f"--epochs and --batch-size must be at least 1; got {self.epochs}, {self.batch_size}"
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UsageError(f"--lr {self.lr} is out of range: a finite number > 0")
-        if not 0 <= self.blur_prob <= 1:
-            raise UsageError(f"--blur {self.blur_prob} is out of range: [0, 1]")
-        folders = [Path(d).resolve() for d in self.data]
-        repeated = [d for i, d in enumerate(self.data) if folders[i] in folders[:i]]
-        if repeated:
-            raise UsageError(f"--data {quote(repeated[0])} is given twice; give each folder once")
-        if self.validation is not None and Path(self.validation).resolve() in folders:
-            raise UsageError(
-                f"--validation {quote(self.validation)} is also given as --data: validation images are never "
-                "trained on; render other seeds for it"
-            )
 
 
 @dataclass(frozen=True)

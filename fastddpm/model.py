@@ -11,14 +11,14 @@ the null condition (all-zero multi-hot) selects a learned embedding (or token) a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from fastddpm import atomic
-from fastddpm.card import OPTIONAL, ModelInfo, read_file, read_section
+from fastddpm.card import OPTIONAL, ModelInfo, read_file, read_section, section_dict
 from fastddpm.conditions import COLORS, NUM_CLASSES, SHAPES, split_class
 from fastddpm.configs import DiffusionConfig, ModelConfig, SamplingDefaults
 from fastddpm.errors import UsageError
@@ -219,7 +219,7 @@ class ModelCard:
     def to_json(self) -> str:
         sections = {"model": self.model, "diffusion": self.diffusion, "sampling": self.sampling}
         return json.dumps(
-            {**{k: asdict(v) for k, v in sections.items()}, "info": self.info.to_dict()}, indent=2
+            {**{k: section_dict(v) for k, v in sections.items()}, "info": self.info.to_dict()}, indent=2
         )
 
     @staticmethod

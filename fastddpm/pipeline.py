@@ -21,7 +21,7 @@ from fastddpm.data.reader import to_model_range, to_uint8
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard, load_card
 from fastddpm.runtime import resolve_device, resolve_dtype
-from fastddpm.sampling.batch import check_settings, generate, image_seeds, model_defaults
+from fastddpm.sampling.batch import check_settings, generate, image_seeds, model_defaults, model_interval
 from fastddpm.schedule import NoiseSchedule
 
 if TYPE_CHECKING:
@@ -66,11 +66,14 @@ class Pipeline:
         guidance: float | None = None,
         eta: float = SampleSettings.eta,
         batch_size: int = SampleSettings.batch_size,
+        guidance_interval: str | tuple[int, int] | None = None,
     ) -> SampleSettings:
         """The checked settings `fastddpm sample` would use: what is None comes from the model card and the
-        sampler's defaults (a student: its own sampler and steps, guidance 1 only)."""
+        sampler's defaults (a student: its own sampler and steps, guidance 1 only); a guidance interval is
+        timesteps (LO, HI) or 'LO-HI', or 'all' for every step."""
         chosen, steps, guidance = model_defaults(self.card, sampler, steps, guidance)
-        settings = SampleSettings(chosen, steps, eta, guidance, batch_size)
+        interval = model_interval(self.card, guidance_interval)
+        settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval)
         check_settings(settings, self.schedule.num_timesteps)
         return settings
 
@@ -100,6 +103,7 @@ class Pipeline:
         guidance: float | None = None,
         eta: float = SampleSettings.eta,
         output_type: Literal["pil", "pt"] = "pil",
+        guidance_interval: str | tuple[int, int] | None = None,
     ) -> list[Image] | torch.Tensor:
         """One image per label list (e.g. [["red sphere", "cyan cube"], ["gray cube"]]): PIL images, or with
         output_type="pt" a float tensor (B, 3, 64, 64) in [-1, 1]. Same pixels as `fastddpm sample`."""
@@ -107,7 +111,8 @@ class Pipeline:
             raise UsageError(f"output_type {output_type!r}; choose pil or pt")
         if isinstance(labels, str) or not labels:
             raise UsageError(f"labels {labels!r}: give a non-empty list of label lists")
-        images = self.generate(labels, self.settings(sampler, steps, guidance, eta), seed)
+        settings = self.settings(sampler, steps, guidance, eta, guidance_interval=guidance_interval)
+        images = self.generate(labels, settings, seed)
         return images if output_type == "pt" else to_pil(images)
 
     def score(

@@ -88,7 +88,7 @@ def test_report_counts_agree_with_the_accuracy(tiny_data, tiny_evaluator, tmp_pa
 
 
 def test_train_with_init_starts_from_the_given_weights(tiny_data, tiny_evaluator, tmp_path):
-    from fastddpm.configs import EvaluatorTrainConfig
+    from fastddpm.evaluator.config import EvaluatorTrainConfig
     from fastddpm.evaluator.train import train_evaluator
 
     def first_conv(path):

@@ -14,7 +14,7 @@ from fastddpm.atomic import file_sha256
 from fastddpm.configs import SamplingDefaults
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.errors import UsageError
-from fastddpm.sampling.batch import model_defaults
+from fastddpm.sampling.batch import model_defaults, model_interval
 from fastddpm.model import load_card
 
 SWEEP = Path(__file__).resolve().parents[1] / "bench" / "guidance_sweep.py"
@@ -38,6 +38,26 @@ def test_the_card_guidance_is_the_default_unless_one_is_given(tiny_model, tmp_pa
     assert model_defaults(card, "dpmpp", 10, None) == ("dpmpp", 10, 3.5)
     assert model_defaults(card, "dpmpp", 10, 1.0)[2] == 1.0
     assert type(card).from_json(card.to_json()) == card
+
+
+def test_the_card_guidance_interval_is_the_default_unless_one_is_given(tiny_model, tmp_path):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    assert model_interval(load_card(model), None) is None  # no interval named: every step
+    write_sampling(model, {"guidance": 3.0, "chosen_on": "a test", "guidance_interval": [0, 450]})
+    card = load_card(model)
+    assert card.sampling.guidance_interval == (0, 450)
+    assert model_interval(card, None) == (0, 450)
+    assert model_interval(card, "all") is None
+    assert model_interval(card, "100-900") == model_interval(card, (100, 900)) == (100, 900)
+    assert type(card).from_json(card.to_json()) == card
+
+
+@pytest.mark.parametrize("interval", [[450, 0], [0], [0, 1.5], "0-450"])
+def test_a_card_with_a_bad_guidance_interval_is_refused_naming_the_file(tiny_model, tmp_path, interval):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    write_sampling(model, {"guidance": 3.0, "guidance_interval": interval})
+    with pytest.raises(UsageError, match="config.json"):
+        load_card(model)
 
 
 @pytest.mark.parametrize("guidance", [-1, "2", None, float("nan")])
@@ -76,6 +96,10 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
         ["--steps", "0"],
         ["--sampler", "euler"],
         ["--model", "nowhere"],
+        ["--intervals", "600-200"],
+        ["--intervals", "all,all"],
+        ["--intervals", "0-1000"],
+        ["--intervals", "low"],
     ],
 )
 def test_the_sweep_refuses_bad_values_before_any_work(tmp_path, bad):

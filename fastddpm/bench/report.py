@@ -71,6 +71,12 @@ def table(report: dict):
     return out
 
 
+def interval_text(config: dict) -> str:
+    """' at timesteps 0-450' for a bench whose guidance applied in an interval (older reports have none)."""
+    interval = config.get("guidance_interval")
+    return "" if interval is None else f" at timesteps {interval[0]}-{interval[1]}"
+
+
 def markdown(report: dict) -> str:
     splits = list(report["config"]["splits"])
     env = report["environment"]
@@ -83,7 +89,7 @@ def markdown(report: dict) -> str:
         f" ({env['evaluator_sha256'][:12]}).",
         f"Latency: one split of {report['split_size']} images, median / p90 over "
         f"{report['rows'][0]['latency_ms']['runs']} runs after a warm-up; accuracy: mean ± std over seeds "
-        f"{report['config']['seeds']}; guidance {report['config']['guidance']}.",
+        f"{report['config']['seeds']}; guidance {report['config']['guidance']}{interval_text(report['config'])}.",
         f"Arithmetic: {env['gflop_per_image_call']:.3f} GFLOP per image and network call (torch's FLOP counter); "
         f"GFLOP/s = calls x rows x that / median latency, guidance doubling the rows; {roofline(env)}.",
         f"Command: `{report['command']}`",

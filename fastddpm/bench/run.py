@@ -91,7 +91,12 @@ def row_settings(config: BenchConfig, sampler: str, steps: int) -> SampleSetting
     """A row's settings: --eta applies to the samplers that take it (DDIM); one chunk holds the largest split."""
     eta = config.eta if sampler_spec(sampler).uses_eta else 0.0
     return SampleSettings(
-        sampler, steps, eta, config.guidance, batch_size=max(len(s) for s in config.splits.values())
+        sampler,
+        steps,
+        eta,
+        config.guidance,
+        batch_size=max(len(s) for s in config.splits.values()),
+        guidance_interval=config.guidance_interval,
     )
 
 

@@ -14,6 +14,7 @@ from fastddpm.cli.options import (
     EtaOption,
     EvaluatorOption,
     GuidanceOption,
+    GuidanceIntervalOption,
     ExportDirOption,
     ModelDir,
 )
@@ -55,6 +56,7 @@ def bench(
     data: Data = None,
     seeds: Seeds = None,
     guidance: GuidanceOption = None,
+    guidance_interval: GuidanceIntervalOption = None,
     eta: EtaOption = BenchConfig.eta,
     evaluator: EvaluatorOption = None,
     model: ModelDir = None,
@@ -70,7 +72,7 @@ def bench(
     evaluator call as the course does.
     """
     from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits
-    from fastddpm.sampling.batch import model_defaults
+    from fastddpm.sampling.batch import model_defaults, model_interval
     from fastddpm.sampling.job import objects_warning
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
@@ -90,6 +92,7 @@ def bench(
         if seeds
         else default_seeds(device.value),
         guidance=guidance,
+        guidance_interval=model_interval(card, guidance_interval),
         eta=eta,
         reference=reference,
         model_dir=str(model_dir),

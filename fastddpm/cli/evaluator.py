@@ -11,7 +11,7 @@ from fastddpm.cli import options
 from fastddpm.cli.common import ProgressBar, clean_errors, say
 from fastddpm.cli.options import DeviceOption, EvaluatorOption
 from fastddpm.choices import Device
-from fastddpm.configs import EvaluatorTrainConfig
+from fastddpm.evaluator.config import EvaluatorTrainConfig
 from fastddpm.errors import UsageError
 
 evaluator_app = typer.Typer(

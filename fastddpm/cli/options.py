@@ -93,6 +93,14 @@ GuidanceOption = guidance(
     "the model card's (2 unless bench/guidance_sweep.py --record chose another on validation sets); 1 for a "
     "distilled student, which has its scale folded in",
 )
+GuidanceIntervalOption = Annotated[
+    Optional[str],
+    option(
+        "Sampler",
+        "Timesteps LO-HI the guidance scale applies at, the plain conditional model elsewhere; all: every step.",
+        show_default="the model card's (every step unless bench/guidance_sweep.py --record chose an interval)",
+    ),
+]
 EtaOption = Annotated[
     float, option("Sampler", "DDIM noise: 0 deterministic, 1 DDPM-like (DDIM only).", min=0.0)
 ]

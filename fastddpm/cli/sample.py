@@ -14,6 +14,7 @@ from fastddpm.cli.options import (
     EtaOption,
     ExportDirOption,
     GuidanceOption,
+    GuidanceIntervalOption,
     ModelDir,
 )
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
@@ -83,6 +84,7 @@ def sample(
     steps: Steps = None,
     eta: EtaOption = SampleSettings.eta,
     guidance: GuidanceOption = None,
+    guidance_interval: GuidanceIntervalOption = None,
     seed: Seed = 0,
     model: ModelDir = None,
     backend: Backend = BackendName.torch,
@@ -93,7 +95,7 @@ def sample(
 ) -> None:
     """Generate one image per condition, written in label-file order."""
     from fastddpm.conditions import parse_label_string
-    from fastddpm.sampling.batch import check_settings, model_defaults
+    from fastddpm.sampling.batch import check_settings, model_defaults, model_interval
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
     from fastddpm.pipeline import Pipeline
@@ -104,7 +106,8 @@ def sample(
     model = model or default_model_dir()
     card = load_card(model)
     chosen, steps, guidance = model_defaults(card, sampler and sampler.value, steps, guidance)
-    settings = SampleSettings(chosen, steps, eta, guidance, batch_size)
+    interval = model_interval(card, guidance_interval)
+    settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval)
     check_settings(settings, card.diffusion.timesteps)
     job = SampleJob(
         labels=conditions,

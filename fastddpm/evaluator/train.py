@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fastddpm import atomic
-from fastddpm.configs import EvaluatorTrainConfig
+from fastddpm.evaluator.config import EvaluatorTrainConfig
 from fastddpm.data.reader import Dataset, load_dataset, to_model_range
 from fastddpm.errors import UsageError
 from fastddpm.evaluator.network import SCORE_BATCH, Evaluator, build_resnet18, topk_hits

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from fastddpm.conditions import LabelList, multi_hot
-from fastddpm.configs import SampleSettings
+from fastddpm.configs import SampleSettings, check_interval, parse_interval
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard
 from fastddpm.sampling.samplers import Callback, EpsFn, guided, sampler_spec
@@ -42,6 +42,19 @@ def model_defaults(
     )
 
 
+def model_interval(card: ModelCard, interval: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """The guidance interval a run uses: None takes the one the card names (card.sampling; None there is every
+    step), `all` is every step, otherwise timesteps 'LO-HI' or (LO, HI). It is a setting of its own, so an explicit
+    --guidance keeps the card's interval."""
+    if interval is None:
+        found = card.sampling.guidance_interval
+        return None if found is None else (found[0], found[1])
+    if isinstance(interval, str):
+        return parse_interval(interval)
+    check_interval(interval)
+    return interval[0], interval[1]
+
+
 def image_seeds(seed: int, count: int) -> list[int]:
     return [seed * SEED_STRIDE + i for i in range(count)]
 
@@ -70,7 +83,7 @@ def check_settings(settings: SampleSettings, num_timesteps: int | None = None) -
         interval = settings.guidance_interval
         if interval is not None and interval[1] >= num_timesteps:
             raise UsageError(
-                f"--guidance-interval {interval[0]},{interval[1]} is out of range: timesteps 0 to {num_timesteps - 1}"
+                f"--guidance-interval {interval[0]}-{interval[1]} is out of range: timesteps 0 to {num_timesteps - 1}"
             )
 
 
