@@ -72,16 +72,21 @@ def test_a_card_with_a_bad_guidance_is_refused_naming_the_file(tiny_model, tmp_p
 def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_evaluator, tmp_path):
     model = shutil.copytree(tiny_model, tmp_path / "model")
     weights = file_sha256(model / "model.safetensors")
-    args = ["--model", model, "--evaluator", tiny_evaluator, "--scales", "1,3", "--sampler", "ddim"]
+    args = ["--model", model, "--evaluator", tiny_evaluator, "--scales", "1,3", "--intervals", "all,0-1"]
+    args += ["--sampler", "ddim"]
     args += ["--steps", "2", "--validation-seeds", "5", "--out", tmp_path / "results", "--record"]
     done = subprocess.run([sys.executable, SWEEP, *map(str, args)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (result,) = (tmp_path / "results").glob("guidance_sweep-*.json")
     record = json.loads(result.read_text())
-    assert {row["guidance"] for row in record["rows"]} == {1.0, 3.0}
+    assert {(row["guidance"], row["interval"]) for row in record["rows"]} == {
+        (scale, interval) for scale in (1.0, 3.0) for interval in ("all", "0-1")
+    }
     assert all(len(row["cells"]) == 2 for row in record["rows"])  # val and new_val of one draw, DDIM-2
     card = load_card(model)
     assert card.sampling.guidance == record["best"]["guidance"]
+    best_interval = record["best"]["interval"]
+    assert card.sampling.guidance_interval == (None if best_interval == "all" else (0, 1))
     assert result.name in card.sampling.chosen_on
     assert file_sha256(model / "model.safetensors") == weights
     assert dataclasses.replace(card, sampling=load_card(tiny_model).sampling) == load_card(tiny_model)
