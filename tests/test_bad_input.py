@@ -50,6 +50,7 @@ VALUES = [
     ([*SAMPLE, "--guidance-interval", "low"], ("--guidance-interval", "'low'", "LO-HI")),
     ([*SAMPLE, "--guidance-interval", "0-1000"], ("--guidance-interval 0-1000", "timesteps 0 to 999")),
     (["bench", "--guidance-interval", "0,450"], ("--guidance-interval", "'0,450'", "LO-HI")),
+    (["bench", "--guidance-interval", "0-1000", "--no-reference"], ("--guidance-interval 0-1000", "0 to 999")),
     ([*SAMPLE, "--eta", "-0.5"], ("'--eta'")),
     ([*SAMPLE, "--sampler", "dpmpp", "--eta", "0.5"], ("--eta 0.5", "dpmpp takes no eta")),
     ([*SAMPLE, "--batch-size", "0"], ("'--batch-size'")),

@@ -246,8 +246,8 @@ def plan_bench(config: BenchConfig) -> BenchPlan:
     resolve_dtype(config.dtype, device)
     evaluator = Evaluator(config.evaluator, device)
     schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
-    for _, sampler, steps in rows:
-        SAMPLERS[sampler].check_steps(steps, schedule.num_timesteps)
+    for _, sampler, steps in rows:  # step counts and the guidance interval against the schedule's length
+        check_settings(row_settings(config, sampler, steps), schedule.num_timesteps)
     backends = {
         name: Pipeline.from_pretrained(
             config.model_dir, config.device, name, config.dtype, config.export_dir
