@@ -13,7 +13,7 @@ from fastddpm.choices import SamplerName
 from fastddpm.conditions import CLASSES, CLASS_INDEX, class_index, validate_labels
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS, MAX_SEED
 from fastddpm.errors import UsageError
-from fastddpm.pipeline import Pipeline
+from fastddpm.pipeline import Pipeline, to_pil
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -69,16 +69,19 @@ def generate(
     count: float | int = 4,
     evaluator: str | Path | None = None,
     score: bool = False,
+    guidance_interval: str | None = None,
 ) -> DemoResult:
     """`count` images of one condition (`objects`, up to 3) through `pipe`, the seconds sampling took and, with
-    `score`, the evaluator's accuracy of the images for that condition. Bad input raises UsageError."""
+    `score`, the evaluator's accuracy of the images for that condition. A guidance interval is `all` or 'LO-HI'
+    (None or empty: the card's). Bad input raises UsageError."""
     labels = objects_list(objects)
     SamplerName.check(sampler, "sampler")
-    settings = pipe.settings(sampler, _whole(steps, "steps", 1, pipe.schedule.num_timesteps), guidance)
+    steps = _whole(steps, "steps", 1, pipe.schedule.num_timesteps)
+    settings = pipe.settings(sampler, steps, guidance, guidance_interval=guidance_interval or None)
     seed = _whole(seed, "seed", 0, MAX_SEED)
     conditions = [labels] * _whole(count, "images", 1, MAX_IMAGES)
     start = time.perf_counter()
-    images = pipe(conditions, settings.sampler, settings.steps, seed, settings.guidance, settings.eta)
+    images = to_pil(pipe.generate(conditions, settings, seed))
     seconds = time.perf_counter() - start
     accuracy = pipe.score(images, conditions, evaluator) if score else None
     return DemoResult(images, seconds, accuracy)
@@ -89,11 +92,15 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
     the images and the time they took; a bad value shows its one-line message in the page."""
     import gradio as gr
 
-    default_guidance = pipe.settings(DEFAULT_SAMPLER, DEFAULT_STEPS).guidance
+    defaults = pipe.settings(DEFAULT_SAMPLER, DEFAULT_STEPS)
+    interval_now = defaults.guidance_interval
+    default_interval = "all" if interval_now is None else f"{interval_now[0]}-{interval_now[1]}"
 
-    def on_generate(objects, sampler, steps, guidance, seed, count, score):
+    def on_generate(objects, sampler, steps, guidance, interval, seed, count, score):
         try:
-            result = generate(pipe, objects, sampler, steps, guidance, seed, count, evaluator, score)
+            result = generate(
+                pipe, objects, sampler, steps, guidance, seed, count, evaluator, score, interval
+            )
         except UsageError as err:
             return [], f"error: {err}"
         return result.images, result.summary()
@@ -114,7 +121,10 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                 )
                 sampler = gr.Dropdown(list(SamplerName.names()), value=DEFAULT_SAMPLER, label="Sampler")
                 steps = gr.Number(DEFAULT_STEPS, label="Steps", precision=0, minimum=1)
-                guidance = gr.Number(default_guidance, label="Guidance (1 = none)", minimum=0)
+                guidance = gr.Number(defaults.guidance, label="Guidance (1 = none)", minimum=0)
+                interval = gr.Textbox(
+                    default_interval, label="Guidance at timesteps (all, or LO-HI like 0-450)"
+                )
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
                 count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
                 score = gr.Checkbox(False, label="Score the images with the evaluator")
@@ -123,7 +133,7 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(label="Images", columns=4, format="png", object_fit="contain", elem_id="images")
                 status = gr.Textbox(label="Result", interactive=False, elem_id="status")  # text, not markup
         button.click(
-            on_generate, [objects, sampler, steps, guidance, seed, count, score], [gallery, status]
+            on_generate, [objects, sampler, steps, guidance, interval, seed, count, score], [gallery, status]
         )
     return app
 
