@@ -88,6 +88,7 @@ def stage_line(entry: dict) -> str:
     return f"{entry['stage']:<20} {entry['status'][:120]:<24} {entry['seconds']:6.1f} s  {detail}"[:400]
 
 
+# The GPU goals of issue 22, answered from one campaign's numbers (ms for one 32-image split).
 def cpu_default_accuracy() -> str:
     """The shipped default's DPM-Solver++-10 on the course files, read from the CPU bench the campaign checks its
     GPU rows against (so the two cannot name different numbers)."""
@@ -96,9 +97,6 @@ def cpu_default_accuracy() -> str:
     rows = json.loads(CPU_REFERENCE.read_text())["rows"]
     row = next(r for r in rows if (r["backend"], r["sampler"], r["steps"]) == ("torch", "dpmpp", 10))
     return f"{_accuracy(row)} (DPM-Solver++-10, CPU, docs/results.md)"
-
-
-# The GPU goals of issue 22, answered from one campaign's numbers (ms for one 32-image split).
 
 
 def markdown(record: dict) -> str:
