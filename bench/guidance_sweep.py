@@ -25,8 +25,8 @@ from common import RESULTS, save  # noqa: E402
 from fastddpm import atomic  # noqa: E402
 from fastddpm.export import open_backend  # noqa: E402
 from fastddpm.choices import SamplerName  # noqa: E402
-from fastddpm.cli.common import csv, int_tuple  # noqa: E402
-from fastddpm.configs import SampleSettings, SamplingDefaults, parse_interval  # noqa: E402
+from fastddpm.cli.common import csv, int_tuple, refuse_repeats  # noqa: E402
+from fastddpm.configs import SampleSettings, SamplingDefaults, format_interval, parse_interval  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.defaults import MAX_SEED  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
@@ -67,13 +67,8 @@ def scales(text: str) -> tuple[float, ...]:
 def intervals(text: str) -> tuple[tuple[int, int] | None, ...]:
     """'all,200-999' -> (None, (200, 999)): each interval LO-HI (timesteps, 0 <= LO <= HI) or `all`."""
     parsed = tuple(parse_interval(item, "--intervals") for item in text.split(","))
-    if len(set(parsed)) != len(parsed):
-        raise UsageError(f"--intervals {text!r} names an interval twice")
+    refuse_repeats(parsed, "--intervals", format_interval)
     return parsed
-
-
-def interval_name(interval: tuple[int, int] | None) -> str:
-    return "all" if interval is None else f"{interval[0]}-{interval[1]}"
 
 
 def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
@@ -93,7 +88,7 @@ def record_choice(
     """Rewrite the model's config.json with the chosen scale and interval and where they came from (atomically)."""
     tried = f"scales {args.scales}"
     if args.intervals != (None,):
-        tried += f" x intervals {', '.join(map(interval_name, args.intervals))}"
+        tried += f" x intervals {', '.join(map(format_interval, args.intervals))}"
     chosen_on = (
         f"bench/guidance_sweep.py, validation seeds {args.validation_seeds}, {'/'.join(args.sampler)} at "
         f"{args.steps} steps, sampling seeds {args.seeds}, {tried}: {result.name}"
@@ -101,7 +96,7 @@ def record_choice(
     config = args.checkpoint / CONFIG_NAME
     sampling = SamplingDefaults(scale, chosen_on, interval)
     atomic.write_text(config, replace(args.card, sampling=sampling).to_json() + "\n")
-    print(f"recorded guidance {scale} at timesteps {interval_name(interval)} in {config}")
+    print(f"recorded guidance {scale} at timesteps {format_interval(interval)} in {config}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -173,7 +168,7 @@ def main() -> None:
         mean = statistics.fmean(v for values in cells.values() for v in values)
         per_seed = [statistics.fmean(values[i] for values in cells.values()) for i in range(len(args.seeds))]
         spread = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
-        name = interval_name(interval)
+        name = format_interval(interval)
         rows.append({"guidance": scale, "interval": name, "mean": mean, "spread": spread, "cells": cells})
         print(
             f"guidance {scale:4.1f} interval {name:>8}: mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"

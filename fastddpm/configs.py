@@ -181,7 +181,7 @@ def check_interval(interval, option: str = "--guidance-interval") -> None:
     ok = isinstance(interval, tuple | list) and len(interval) == 2
     ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in interval)
     if not (ok and 0 <= interval[0] <= interval[1]):
-        shown = f"{interval[0]}-{interval[1]}" if ok else repr(interval)
+        shown = format_interval(interval) if ok else repr(interval)
         raise UsageError(f"{option} {shown} is out of range: two timesteps LO-HI with 0 <= LO <= HI")
 
 
@@ -194,6 +194,11 @@ def parse_interval(text: str, option: str = "--guidance-interval") -> tuple[int,
         raise UsageError(f"{option} takes `all` or timesteps LO-HI like 0-450; got {quote(text)}")
     check_interval((int(lo), int(hi)), option)
     return int(lo), int(hi)
+
+
+def format_interval(interval) -> str:
+    """parse_interval's inverse: (200, 999) -> '200-999', None -> 'all'."""
+    return "all" if interval is None else f"{interval[0]}-{interval[1]}"
 
 
 @dataclass(frozen=True)

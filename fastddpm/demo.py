@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastddpm.choices import SamplerName
 from fastddpm.conditions import CLASSES, CLASS_INDEX, class_index, validate_labels
+from fastddpm.configs import format_interval
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS, MAX_SEED
 from fastddpm.errors import UsageError
 from fastddpm.pipeline import Pipeline, to_pil
@@ -93,8 +94,6 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
     import gradio as gr
 
     defaults = pipe.settings(DEFAULT_SAMPLER, DEFAULT_STEPS)
-    interval_now = defaults.guidance_interval
-    default_interval = "all" if interval_now is None else f"{interval_now[0]}-{interval_now[1]}"
 
     def on_generate(objects, sampler, steps, guidance, interval, seed, count, score):
         try:
@@ -123,7 +122,8 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                 steps = gr.Number(DEFAULT_STEPS, label="Steps", precision=0, minimum=1)
                 guidance = gr.Number(defaults.guidance, label="Guidance (1 = none)", minimum=0)
                 interval = gr.Textbox(
-                    default_interval, label="Guidance at timesteps (all, or LO-HI like 0-450)"
+                    format_interval(defaults.guidance_interval),
+                    label="Guidance at timesteps (all, or LO-HI like 0-450)",
                 )
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
                 count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from fastddpm import atomic
+from fastddpm.configs import format_interval
 
 COLUMNS = (
     "backend",
@@ -74,7 +75,7 @@ def table(report: dict):
 def interval_text(config: dict) -> str:
     """' at timesteps 0-450' for a bench whose guidance applied in an interval (older reports have none)."""
     interval = config.get("guidance_interval")
-    return "" if interval is None else f" at timesteps {interval[0]}-{interval[1]}"
+    return "" if interval is None else f" at timesteps {format_interval(interval)}"
 
 
 def markdown(report: dict) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from fastddpm.conditions import LabelList, multi_hot
-from fastddpm.configs import SampleSettings, check_interval, parse_interval
+from fastddpm.configs import SampleSettings, check_interval, format_interval, parse_interval
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard
 from fastddpm.sampling.samplers import Callback, EpsFn, guided, sampler_spec
@@ -83,7 +83,7 @@ def check_settings(settings: SampleSettings, num_timesteps: int | None = None) -
         interval = settings.guidance_interval
         if interval is not None and interval[1] >= num_timesteps:
             raise UsageError(
-                f"--guidance-interval {interval[0]}-{interval[1]} is out of range: timesteps 0 to {num_timesteps - 1}"
+                f"--guidance-interval {format_interval(interval)} is out of range: timesteps 0 to {num_timesteps - 1}"
             )
 
 
