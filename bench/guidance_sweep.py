@@ -1,12 +1,14 @@
 """Choose the guidance scale on VALIDATION label sets, never on the test splits: each validation seed draws a
 val / new_val pair like the data set's test.json / new_test.json, from another seed than any test split, so the
 scale is not tuned on what the bench reports. --intervals crosses each scale with guidance intervals (timesteps
-LO-HI the scale applies at, `all` for every step). The chosen (scale, interval) has the highest mean over every
-(validation seed, split, sampler, steps, sampling seed) cell; a tie keeps the lowest scale, then the first interval
-given. --record writes it into the model's config.json ("sampling"), so sample, bench and distill use it by default.
+LO-HI the scale applies at, `all` for every step), --spacings with timestep grids (`own`: each sampler's). The
+chosen (scale, interval, spacing) has the highest mean over every (validation seed, split, sampler, steps, sampling
+seed) cell; a tie keeps the lowest scale, then the first interval and spacing given. --record writes it into the
+model's config.json ("sampling"), so sample, bench and distill use it by default.
 
     python bench/guidance_sweep.py --scales 1.5,2,3,4 --sampler ddim,dpmpp --steps 10,20 --seeds 0,1,2 [--record]
     python bench/guidance_sweep.py --scales 2.5,4 --intervals all,200-999 --sampler dpmpp --steps 10
+    python bench/guidance_sweep.py --scales 2.5 --spacings own,logsnr,karras --sampler ddim,dpmpp --steps 10
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from common import RESULTS, save  # noqa: E402
 
 from fastddpm import atomic  # noqa: E402
 from fastddpm.export import open_backend  # noqa: E402
-from fastddpm.choices import SamplerName  # noqa: E402
+from fastddpm.choices import SamplerName, Spacing  # noqa: E402
 from fastddpm.cli.common import csv, int_tuple, refuse_repeats  # noqa: E402
 from fastddpm.configs import SampleSettings, SamplingDefaults, format_interval, parse_interval  # noqa: E402
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.defaults import MAX_SEED  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
+from fastddpm.folders import quote  # noqa: E402
 from fastddpm.evaluator.network import Evaluator  # noqa: E402
 from fastddpm.sampling.batch import check_settings  # noqa: E402
 from fastddpm.model import CONFIG_NAME, WEIGHTS_NAME, load_card  # noqa: E402
@@ -71,6 +74,17 @@ def intervals(text: str) -> tuple[tuple[int, int] | None, ...]:
     return parsed
 
 
+def spacings(text: str) -> tuple[str | None, ...]:
+    """'own,logsnr' -> (None, 'logsnr'): timestep grids (choices.Spacing), `own` for each sampler's."""
+    names = ("own", *Spacing.names())
+    for item in text.split(","):
+        if item not in names:
+            raise UsageError(f"--spacings {quote(item)} is not one of {', '.join(names)}")
+    parsed = tuple(None if item == "own" else item for item in text.split(","))
+    refuse_repeats(parsed, "--spacings", lambda s: s or "own")
+    return parsed
+
+
 def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
     """Every cell's accuracy at one scale: {"validation seed/split/sampler-steps": [per sampling seed]}."""
     cells = {}
@@ -82,21 +96,24 @@ def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device
     return cells
 
 
-def record_choice(
-    args: argparse.Namespace, scale: float, interval: tuple[int, int] | None, result: Path
-) -> None:
-    """Rewrite the model's config.json with the chosen scale and interval and where they came from (atomically)."""
+def record_choice(args: argparse.Namespace, best: dict, result: Path) -> None:
+    """Rewrite the model's config.json with the chosen scale, interval and spacing and where they came from
+    (atomically)."""
+    scale, interval, spacing = best["guidance"], parse_interval(best["interval"]), best["spacing"]
     tried = f"scales {args.scales}"
     if args.intervals != (None,):
         tried += f" x intervals {', '.join(map(format_interval, args.intervals))}"
+    if args.spacings != (None,):
+        tried += f" x spacings {', '.join(s or 'own' for s in args.spacings)}"
     chosen_on = (
         f"bench/guidance_sweep.py, validation seeds {args.validation_seeds}, {'/'.join(args.sampler)} at "
         f"{args.steps} steps, sampling seeds {args.seeds}, {tried}: {result.name}"
     )
     config = args.checkpoint / CONFIG_NAME
-    sampling = SamplingDefaults(scale, chosen_on, interval)
+    sampling = SamplingDefaults(scale, chosen_on, interval, spacing)
     atomic.write_text(config, replace(args.card, sampling=sampling).to_json() + "\n")
-    print(f"recorded guidance {scale} at timesteps {format_interval(interval)} in {config}")
+    grid = f", {spacing} timesteps" if spacing else ""
+    print(f"recorded guidance {scale} at timesteps {format_interval(interval)}{grid} in {config}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,6 +123,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--scales", type=option_type(scales), default="1,1.5,2,3,4")
     parser.add_argument("--intervals", type=option_type(intervals), default="all")
+    parser.add_argument("--spacings", type=option_type(spacings), default="own")
     parser.add_argument(
         "--sampler",
         type=option_type(lambda t: csv(t, "--sampler", SamplerName.names())),
@@ -134,18 +152,19 @@ def parse_args() -> argparse.Namespace:
         args.card = load_card(args.checkpoint)
         args.device = resolve_device("auto")
         args.evaluator = Evaluator(args.evaluator, args.device)
-        args.grid = {  # every (scale, interval)'s sampler x steps settings
-            (scale, interval): [
-                SampleSettings(s, n, guidance=scale, guidance_interval=interval)
+        args.grid = {  # every (scale, interval, spacing)'s sampler x steps settings
+            (scale, interval, spacing): [
+                SampleSettings(s, n, guidance=scale, guidance_interval=interval, spacing=spacing)
                 for s in args.sampler
                 for n in args.steps
             ]
             for scale in args.scales
             for interval in args.intervals
+            for spacing in args.spacings
         }
         for settings_for in args.grid.values():
             for settings in settings_for:
-                check_settings(settings, args.card.diffusion.timesteps)
+                check_settings(settings, NoiseSchedule.from_config(args.card.diffusion))
     except UsageError as error:
         parser.error(str(error))
     if args.card.info.student:
@@ -163,19 +182,22 @@ def main() -> None:
     backend = open_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(args.card.diffusion)
     rows = []
-    for (scale, interval), settings_for in track(args.grid.items(), description="guidance settings"):
+    for (scale, interval, spacing), settings_for in track(args.grid.items(), description="sampling settings"):
         cells = sweep_scale(backend, schedule, draws, settings_for, args.seeds, evaluator, device)
         mean = statistics.fmean(v for values in cells.values() for v in values)
         per_seed = [statistics.fmean(values[i] for values in cells.values()) for i in range(len(args.seeds))]
         spread = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
         name = format_interval(interval)
-        rows.append({"guidance": scale, "interval": name, "mean": mean, "spread": spread, "cells": cells})
+        row = {"guidance": scale, "interval": name, "spacing": spacing, "mean": mean, "spread": spread}
+        rows.append({**row, "cells": cells})
         print(
-            f"guidance {scale:4.1f} interval {name:>8}: mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"
+            f"guidance {scale:4.1f} interval {name:>8} spacing {spacing or 'own':>9}: "
+            f"mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"
         )
     best = max(sorted(rows, key=lambda r: r["guidance"]), key=lambda r: r["mean"])
     print(
-        f"best on validation: guidance {best['guidance']} interval {best['interval']} (mean {best['mean']:.4f})"
+        f"best on validation: guidance {best['guidance']} interval {best['interval']} spacing "
+        f"{best['spacing'] or 'own'} (mean {best['mean']:.4f})"
     )
     record = {
         "device": device_name(device),
@@ -187,11 +209,11 @@ def main() -> None:
         "seeds": args.seeds,
         "validation_seeds": args.validation_seeds,
         "rows": rows,
-        "best": {"guidance": best["guidance"], "interval": best["interval"], "mean": best["mean"]},
+        "best": {key: best[key] for key in ("guidance", "interval", "spacing", "mean")},
     }
     path = save("guidance_sweep", record, args.out)
     if args.record:
-        record_choice(args, best["guidance"], parse_interval(best["interval"]), path)
+        record_choice(args, best, path)
 
 
 if __name__ == "__main__":

@@ -31,4 +31,7 @@ Prediction = Choice("Prediction", {"epsilon": "epsilon", "v": "v"})
 Conditioning = Choice("Conditioning", {"multihot": "multihot", "tokens": "tokens"})
 SamplerName = Choice("SamplerName", {n: n for n in ("ddpm", "ddim", "dpmpp", "unipc")})
 BackendName = Choice("BackendName", {n: n for n in ("torch", "compile", "ort", "openvino", "trt")})
+Spacing = Choice(
+    "Spacing", {n: n for n in ("leading", "trailing", "linspace", "quadratic", "logsnr", "karras")}
+)
 Weighting = Choice("Weighting", {"eps": "eps", "x-trunc-snr": "x-trunc-snr"})

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
-from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Weighting
+from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Spacing, Weighting
 from fastddpm.card import OPTIONAL
 from fastddpm.errors import UsageError
 from fastddpm.folders import quote
@@ -161,6 +161,7 @@ class SampleSettings:
     batch_size: int = 32  # fixed chunk shape (padded at the end)
     # timesteps LO, HI the guidance scale applies at (the conditional model elsewhere); None: every step
     guidance_interval: tuple[int, int] | None = None
+    spacing: str | None = None  # the timestep grid (choices.Spacing); None: the sampler's own
 
     def __post_init__(self) -> None:
         SamplerName.check(self.sampler, "--sampler")  # eta and the step range per sampler: sampling/batch.py
@@ -174,6 +175,8 @@ class SampleSettings:
             raise UsageError(f"--batch-size {self.batch_size} is out of range: at least 1")
         if self.guidance_interval is not None:
             check_interval(self.guidance_interval)
+        if self.spacing is not None:
+            Spacing.check(self.spacing, "--spacing")
 
 
 def check_interval(interval, option: str = "--guidance-interval") -> None:
@@ -211,6 +214,8 @@ class SamplingDefaults:
     chosen_on: str = "project default, not tuned for this model"
     # timesteps LO, HI the scale applies at; None: every step (also what a card written without it means)
     guidance_interval: tuple[int, ...] | None = field(default=None, metadata=OPTIONAL)
+    # the timestep grid every sampler runs on (choices.Spacing); None: each sampler's own
+    spacing: str | None = field(default=None, metadata=OPTIONAL)
 
     def __post_init__(self) -> None:
         scale = self.guidance
@@ -218,6 +223,8 @@ class SamplingDefaults:
             raise UsageError(f"sampling guidance {self.guidance!r} is out of range: a finite scale >= 0")
         if self.guidance_interval is not None:
             check_interval(self.guidance_interval, "sampling guidance_interval")
+        if self.spacing is not None:
+            Spacing.check(self.spacing, "sampling spacing")
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class Pipeline:
         chosen, steps, guidance = model_defaults(self.card, sampler, steps, guidance)
         interval = model_interval(self.card, guidance_interval)
         settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval)
-        check_settings(settings, self.schedule.num_timesteps)
+        check_settings(settings, self.schedule)
         return settings
 
     def generate(

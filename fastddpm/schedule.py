@@ -12,9 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from fastddpm.choices import Spacing
 from fastddpm.configs import DiffusionConfig
+
+SPACINGS = Spacing.names()
 
 
 def linear_betas(timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -74,11 +78,14 @@ class NoiseSchedule:
         return a / (1 - a)
 
     def timesteps(self, steps: int, spacing: str = "trailing") -> list[int]:
-        """`steps` decreasing, distinct timesteps, as diffusers' timestep_spacing computes them:
-        'leading' (DDIM paper: 0, k, 2k, ... reversed), 'trailing' (starts at T-1; better with few steps),
-        'linspace' (rounded linspace over [0, T-1]; distinct for at most T // 2 steps)."""
-        T = self.num_timesteps
-        top = T // 2 if spacing == "linspace" else T
+        """`steps` decreasing, distinct timesteps. diffusers' timestep_spacing: 'leading' (DDIM paper: 0, k, 2k, ...
+        reversed), 'trailing' (starts at T-1; better with few steps), 'linspace' (rounded linspace over [0, T-1]).
+        Denser at low noise: 'quadratic' (DDIM paper's CIFAR-10 grid), 'logsnr' (uniform in log-SNR, DPM-Solver's
+        grid for small images), 'karras' (EDM's rho = 7 grid in sigma); each is steps + 1 points from T-1 to 0,
+        rounded, without the last (the final update lands on the clean image, as linspace's does)."""
+        if spacing not in SPACINGS:
+            raise ValueError(f"timestep spacing {spacing!r} is not one of {', '.join(SPACINGS)}")
+        T, top = self.num_timesteps, self.max_steps(spacing)
         if not 1 <= steps <= top:
             raise ValueError(f"{spacing} spacing gives 1 to {top} distinct timesteps; asked for {steps}")
         if spacing == "leading":
@@ -89,4 +96,36 @@ class NoiseSchedule:
         if spacing == "linspace":
             grid = torch.linspace(0, T - 1, steps + 1, dtype=torch.float64).round().long().tolist()
             return grid[::-1][:-1]
-        raise ValueError(f"timestep spacing {spacing!r} is not one of leading, trailing, linspace")
+        return self._grid(steps, spacing)
+
+    def _grid(self, steps: int, spacing: str) -> list[int]:
+        """The rounded grids denser at low noise, possibly with repeats (timesteps checks)."""
+        T = self.num_timesteps
+        u = torch.linspace(0, 1, steps + 1, dtype=torch.float64)  # 0 at the noisiest point
+        if spacing == "quadratic":
+            t = (T - 1) * (1 - u) ** 2
+        else:
+            a = self.alphas_cumprod.double()
+            log_sigma = 0.5 * torch.log((1 - a) / a)  # increasing in t
+            lo, hi = log_sigma[0], log_sigma[-1]
+            if spacing == "logsnr":
+                target = hi + u * (lo - hi)
+            else:
+                rho = 7.0
+                top, bottom = hi.exp() ** (1 / rho), lo.exp() ** (1 / rho)
+                target = rho * torch.log(top + u * (bottom - top))
+            t = torch.from_numpy(np.interp(target.numpy(), log_sigma.numpy(), np.arange(T, dtype=np.float64)))
+        return t.round().long().tolist()[:-1]
+
+    def max_steps(self, spacing: str) -> int:
+        """The most steps `spacing` gives distinct timesteps for: linspace's rounding repeats them beyond T // 2,
+        the denser grids' at their low-noise end (the first step count that repeats one ends the range)."""
+        T = self.num_timesteps
+        if spacing in ("leading", "trailing"):
+            return T
+        if spacing == "linspace":
+            return T // 2
+        steps = 1
+        while steps < T and len(set(self._grid(steps + 1, spacing))) == steps + 1:
+            steps += 1
+        return steps

@@ -247,7 +247,7 @@ def plan_bench(config: BenchConfig) -> BenchPlan:
     evaluator = Evaluator(config.evaluator, device)
     schedule = NoiseSchedule.from_config(load_card(config.model_dir).diffusion)
     for _, sampler, steps in rows:  # step counts and the guidance interval against the schedule's length
-        check_settings(row_settings(config, sampler, steps), schedule.num_timesteps)
+        check_settings(row_settings(config, sampler, steps), schedule)
     backends = {
         name: Pipeline.from_pretrained(
             config.model_dir, config.device, name, config.dtype, config.export_dir

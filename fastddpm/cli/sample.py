@@ -99,6 +99,7 @@ def sample(
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
     from fastddpm.pipeline import Pipeline
+    from fastddpm.schedule import NoiseSchedule
     from fastddpm.sampling.job import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
 
     claim_folder(out)  # before any work: refuse a file or a folder of foreign files
@@ -108,7 +109,7 @@ def sample(
     chosen, steps, guidance = model_defaults(card, sampler and sampler.value, steps, guidance)
     interval = model_interval(card, guidance_interval)
     settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval)
-    check_settings(settings, card.diffusion.timesteps)
+    check_settings(settings, NoiseSchedule.from_config(card.diffusion))
     job = SampleJob(
         labels=conditions,
         out=out,

@@ -74,12 +74,14 @@ def image_noise(
     return torch.stack(x_T), (torch.stack(noise, dim=1) if n else None)
 
 
-def check_settings(settings: SampleSettings, num_timesteps: int | None = None) -> None:
-    """What the registry knows: whether the sampler takes eta, and (given the schedule) its step range."""
+def check_settings(settings: SampleSettings, schedule: NoiseSchedule | None = None) -> None:
+    """What the registry knows: whether the sampler takes eta, and (given the schedule) its step range on its grid
+    and the guidance interval's end."""
     spec = sampler_spec(settings.sampler)
     spec.check_eta(settings.eta)
-    if num_timesteps is not None:
-        spec.check_steps(settings.steps, num_timesteps)
+    if schedule is not None:
+        num_timesteps = schedule.num_timesteps
+        spec.check_steps(settings.steps, schedule, settings.spacing)
         interval = settings.guidance_interval
         if interval is not None and interval[1] >= num_timesteps:
             raise UsageError(
@@ -91,13 +93,21 @@ def denoise_fn(
     eps_fn: EpsFn, schedule: NoiseSchedule, settings: SampleSettings, callback: Callback | None = None
 ):
     """(x_T, cond, noise) -> x_0 for one chunk: the sampler with guidance bound in."""
-    check_settings(settings, schedule.num_timesteps)
+    check_settings(settings, schedule)
     spec = sampler_spec(settings.sampler)
     model = guided(eps_fn, settings.guidance, settings.guidance_interval)
 
     def run(x_T: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return spec(
-            model, schedule, x_T, cond, steps=settings.steps, eta=settings.eta, noise=noise, callback=callback
+            model,
+            schedule,
+            x_T,
+            cond,
+            steps=settings.steps,
+            eta=settings.eta,
+            noise=noise,
+            callback=callback,
+            spacing=settings.spacing,
         )
 
     return run

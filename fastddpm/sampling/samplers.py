@@ -237,19 +237,17 @@ class SamplerSpec:
     title: str  # as printed in tables
     fn: SamplerFn
     default_steps: int  # when --steps is not given
-    spacing: str  # the timestep grid it is defined on (diffusers' timestep_spacing)
+    spacing: str  # the timestep grid it runs on unless told another (diffusers' timestep_spacing)
     stochastic: bool = False  # consumes one noise tensor per step, always
     uses_eta: bool = False  # takes eta (and then, for eta > 0, one noise tensor per step)
     reference: bool = False  # the 1000-step reference: the bench runs it at default_steps only
 
-    def max_steps(self, num_timesteps: int) -> int:
-        """A linspace grid repeats timesteps beyond T // 2 steps (rounding); the others reach T."""
-        return num_timesteps // 2 if self.spacing == "linspace" else num_timesteps
-
-    def check_steps(self, steps: int, num_timesteps: int) -> None:
-        top = self.max_steps(num_timesteps)
+    def check_steps(self, steps: int, schedule: NoiseSchedule, spacing: str | None = None) -> None:
+        """1 to the most steps the grid (`spacing`, or the sampler's own) gives distinct timesteps for."""
+        grid = spacing or self.spacing
+        top = schedule.max_steps(grid)
         if not 1 <= steps <= top:
-            why = " (its linspace grid repeats timesteps beyond that)" if self.spacing == "linspace" else ""
+            why = "" if top == schedule.num_timesteps else f" (its {grid} grid repeats timesteps beyond that)"
             raise UsageError(f"--steps {steps} is out of range: {self.name} takes 1 to {top} steps{why}")
 
     def check_eta(self, eta: float) -> None:
@@ -266,12 +264,15 @@ class SamplerSpec:
         """How many per-step noise tensors a run of `steps` consumes."""
         return steps if self.stochastic or (self.uses_eta and eta > 0) else 0
 
-    def __call__(self, eps_fn: EpsFn, schedule: NoiseSchedule, x_T, cond, *, steps, eta, noise, callback):
-        """Run on this sampler's grid of `steps` timesteps, passing eta and noise where they apply."""
+    def __call__(
+        self, eps_fn: EpsFn, schedule: NoiseSchedule, x_T, cond, *, steps, eta, noise, callback, spacing=None
+    ):
+        """Run on a grid of `steps` timesteps (`spacing`, or this sampler's own), passing eta and noise where
+        they apply."""
         extra = {"eta": eta} if self.uses_eta else {}
         if self.noise_steps(steps, eta):
             extra["noise"] = noise
-        timesteps = schedule.timesteps(steps, self.spacing)
+        timesteps = schedule.timesteps(steps, spacing or self.spacing)
         return self.fn(eps_fn, schedule, x_T, cond, timesteps=timesteps, callback=callback, **extra)
 
 
