@@ -1,7 +1,7 @@
 """Every run's settings as frozen dataclasses (choices.py names the values a setting may take): saved beside
 checkpoints, exports and results, and read by the CLI for its defaults. Torch-free, so `fastddpm --help` stays
 instant; each checks its own ranges, and what needs a registry (samplers, backends) is checked where it lives.
-The evaluator's training run has its own, fastddpm/evaluator/config.py."""
+Evaluator training and distillation have their own: fastddpm/evaluator/config.py, fastddpm/distill/config.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from fastddpm.defaults import DEFAULT_GUIDANCE
-from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Spacing, Weighting
+from fastddpm.choices import Amp, Conditioning, Device, Prediction, SamplerName, Schedule, Spacing
 from fastddpm.card import OPTIONAL
 from fastddpm.errors import UsageError
 from fastddpm.folders import quote
@@ -115,9 +115,11 @@ class TrainConfig:
     evaluator: str | None = None  # None: the shipped checkpoints/evaluator.pth
     log_every: int = 25  # steps between loss readouts (each one synchronises the device)
     # A model folder whose weights start the run (a fine-tune; the optimiser starts fresh). Its model and diffusion
-    # configs replace this config's (training/setup.py with_init), and init_sha256 records its weights' hash.
+    # configs replace this config's (training/init_model.py with_init), and init_sha256 records its weights' hash.
     init: str | None = None
     init_sha256: str | None = None
+    # With --init: levels (0 = finest) where self-attention is added to its model, each starting as the identity.
+    grow_attention: tuple[int, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
@@ -129,6 +131,7 @@ class TrainConfig:
         data = dict(data)
         data["model"] = ModelConfig(**data["model"])
         data["diffusion"] = DiffusionConfig(**data["diffusion"])
+        data["grow_attention"] = tuple(data.get("grow_attention", ()))
         return TrainConfig(**data)
 
     def validate(self) -> None:
@@ -146,6 +149,8 @@ class TrainConfig:
             raise UsageError(f"--eval-minutes {self.eval_minutes} is out of range: a number >= 0 (0: off)")
         if not 0 <= self.min_snr_floor <= 1 or (self.min_snr_floor and self.min_snr_gamma is None):
             raise UsageError(f"--min-snr-floor {self.min_snr_floor}: in [0, 1], with --min-snr-gamma > 0")
+        if self.grow_attention and self.init is None:
+            raise UsageError("--grow-attention adds attention to an --init model: give --init")
         if self.freeze_body and self.init is None:
             raise UsageError("--freeze-body trains only the refinement head of an --init model: give --init")
 
@@ -238,6 +243,7 @@ class BenchConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # sampling seeds, fixed before any score is seen
     guidance: float = DEFAULT_GUIDANCE
     guidance_interval: tuple[int, ...] | None = None  # as in SampleSettings
+    spacing: str | None = None  # as in SampleSettings
     eta: float = 0.0  # applies to the samplers that take eta (DDIM); the others run without
     reference: bool = True  # include the DDPM-1000 row
     model_dir: str = "checkpoints/default"
@@ -246,58 +252,3 @@ class BenchConfig:
     dtype: str = "auto"
     capture: bool = True  # CUDA only: one graph per denoising run
     export_dir: str = "export"
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """One `fastddpm distill` run; saved as OUT/config.json. Stage 0 folds the guidance scale into a student of
-    the teacher's architecture; each later stage halves the DDIM steps, from_steps -> ... -> to_steps."""
-
-    model: str  # the teacher's model folder
-    data: str  # images and labels the noisy inputs are made from (the teacher's training set)
-    out: str  # run folder
-    to_steps: int = 4
-    from_steps: int = 32  # DDIM steps of the guidance-folded teacher the first halving learns from
-    guidance: float = DEFAULT_GUIDANCE  # folded into the student, which then samples with guidance 1
-    stage_steps: int = 1500  # optimisation steps per stage
-    minutes: float | None = None  # wall-clock budget, shared evenly by the stages (each ends at either limit)
-    batch_size: int = 32
-    lr: float = 1e-4
-    weighting: str = "eps"  # loss weight per timestep: eps (plain eps MSE) | x-trunc-snr (Salimans & Ho)
-    seed: int = 0
-    device: str = "auto"
-    fold_guidance: bool = True  # False when the teacher is already a student (guidance folded in)
-    checkpoint_minutes: float = 5.0
-    log_every: int = 25
-
-    def stages(self) -> list[int]:
-        """Student step counts: 0 for guidance folding (unless already folded), then from_steps / 2, ..., to_steps."""
-        halvings, steps = [], self.from_steps
-        while steps > self.to_steps:
-            steps //= 2
-            halvings.append(steps)
-        return [0, *halvings] if self.fold_guidance else halvings
-
-    def validate(self, timesteps: int | None = None) -> None:
-        """Every value in its range; with the teacher's `timesteps`, also the first halving's grid."""
-        Device.check(self.device, "--device")
-        Weighting.check(self.weighting, "--weighting")
-        power = self.from_steps // self.to_steps if self.to_steps >= 1 else 0
-        if self.to_steps < 1 or power < 2 or power & (power - 1) or self.from_steps % self.to_steps:
-            raise UsageError(
-                f"--to-steps {self.to_steps} / --from-steps {self.from_steps}: from-steps must be to-steps times a "
-                "power of two (at least 2), e.g. 32 -> 16 -> 8 -> 4"
-            )
-        if timesteps is not None and self.from_steps > timesteps:  # the first halving's grid is from_steps
-            raise UsageError(
-                f"--from-steps {self.from_steps} is out of range: the teacher's schedule has {timesteps} timesteps"
-            )
-        if not (math.isfinite(self.guidance) and self.guidance >= 1):
-            raise UsageError(f"--guidance {self.guidance} is out of range: a finite scale >= 1")
-        for option, value in (("--stage-steps", self.stage_steps), ("--batch-size", self.batch_size)):
-            if value < 1:
-                raise UsageError(f"{option} {value} is out of range: at least 1")
-        if not (math.isfinite(self.lr) and self.lr > 0) or (
-            self.minutes is not None and not self.minutes > 0
-        ):
-            raise UsageError(f"--lr {self.lr} and --minutes {self.minutes} must be finite numbers > 0")

@@ -21,7 +21,7 @@ from fastddpm.data.reader import to_model_range, to_uint8
 from fastddpm.errors import UsageError
 from fastddpm.model import ModelCard, load_card
 from fastddpm.runtime import resolve_device, resolve_dtype
-from fastddpm.sampling.batch import check_settings, generate, image_seeds, model_defaults, model_interval
+from fastddpm.sampling.batch import card_settings, generate, image_seeds
 from fastddpm.schedule import NoiseSchedule
 
 if TYPE_CHECKING:
@@ -67,15 +67,13 @@ class Pipeline:
         eta: float = SampleSettings.eta,
         batch_size: int = SampleSettings.batch_size,
         guidance_interval: str | tuple[int, int] | None = None,
+        spacing: str | None = None,
     ) -> SampleSettings:
         """The checked settings `fastddpm sample` would use: what is None comes from the model card and the
         sampler's defaults (a student: its own sampler and steps, guidance 1 only); a guidance interval is
-        timesteps (LO, HI) or 'LO-HI', or 'all' for every step."""
-        chosen, steps, guidance = model_defaults(self.card, sampler, steps, guidance)
-        interval = model_interval(self.card, guidance_interval)
-        settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval)
-        check_settings(settings, self.schedule)
-        return settings
+        timesteps (LO, HI) or 'LO-HI', or 'all' for every step; a spacing is a timestep grid (choices.Spacing),
+        or 'own' for the sampler's."""
+        return card_settings(self.card, sampler, steps, guidance, eta, batch_size, guidance_interval, spacing)
 
     def generate(
         self, labels: Sequence[LabelList], settings: SampleSettings, seed: int = 0, progress=None
@@ -104,6 +102,7 @@ class Pipeline:
         eta: float = SampleSettings.eta,
         output_type: Literal["pil", "pt"] = "pil",
         guidance_interval: str | tuple[int, int] | None = None,
+        spacing: str | None = None,
     ) -> list[Image] | torch.Tensor:
         """One image per label list (e.g. [["red sphere", "cyan cube"], ["gray cube"]]): PIL images, or with
         output_type="pt" a float tensor (B, 3, 64, 64) in [-1, 1]. Same pixels as `fastddpm sample`."""
@@ -111,7 +110,9 @@ class Pipeline:
             raise UsageError(f"output_type {output_type!r}; choose pil or pt")
         if isinstance(labels, str) or not labels:
             raise UsageError(f"labels {labels!r}: give a non-empty list of label lists")
-        settings = self.settings(sampler, steps, guidance, eta, guidance_interval=guidance_interval)
+        settings = self.settings(
+            sampler, steps, guidance, eta, guidance_interval=guidance_interval, spacing=spacing
+        )
         images = self.generate(labels, settings, seed)
         return images if output_type == "pt" else to_pil(images)
 

@@ -51,6 +51,15 @@ VALUES = [
     ([*SAMPLE, "--guidance-interval", "0-1000"], ("--guidance-interval 0-1000", "timesteps 0 to 999")),
     (["bench", "--guidance-interval", "0,450"], ("--guidance-interval", "'0,450'", "LO-HI")),
     (["bench", "--guidance-interval", "0-1000", "--no-reference"], ("--guidance-interval 0-1000", "0 to 999")),
+    ([*SAMPLE, "--spacing", "cosine"], ("--spacing 'cosine'", "own, leading", "logsnr, karras")),
+    (
+        [*SAMPLE, "--steps", "38", "--spacing", "logsnr"],
+        ("--steps 38", "1 to 37 steps", "logsnr grid repeats"),
+    ),
+    (
+        ["bench", "--spacing", "karras", "--steps", "10,78", "--no-reference"],
+        ("--steps 78", "1 to 77 steps"),
+    ),
     ([*SAMPLE, "--eta", "-0.5"], ("'--eta'")),
     ([*SAMPLE, "--sampler", "dpmpp", "--eta", "0.5"], ("--eta 0.5", "dpmpp takes no eta")),
     ([*SAMPLE, "--batch-size", "0"], ("'--batch-size'")),

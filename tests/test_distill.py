@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from conftest import make_tiny_model
 from fastddpm.cli import app
-from fastddpm.configs import DistillConfig, SamplingDefaults
+from fastddpm.configs import SamplingDefaults
+from fastddpm.distill.config import DistillConfig
 from fastddpm.distill.loop import distill
 from fastddpm.distill.method import Stage, halving_target, loss_of
 from fastddpm.errors import UsageError

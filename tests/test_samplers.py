@@ -7,7 +7,14 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from fastddpm.configs import DiffusionConfig, SampleSettings
 from fastddpm.errors import UsageError
 from fastddpm.sampling.batch import generate, image_seeds
-from fastddpm.sampling.samplers import ddim_step, guided, sample_ddim, sample_ddpm, sample_dpmpp_2m
+from fastddpm.sampling.samplers import (
+    ddim_step,
+    guided,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sampler_spec,
+)
 from fastddpm.schedule import NoiseSchedule, cosine_betas, linear_betas
 
 
@@ -205,6 +212,47 @@ def test_guidance_interval_applies_the_scale_only_inside_it():
     assert torch.allclose(out[1:3], full[1:3])
     assert torch.allclose(out[[0, 3]], e_c[[0, 3]], atol=1e-6)
     assert not torch.allclose(full[[0, 3]], e_c[[0, 3]])  # the dummy's rows differ with the condition
+
+
+@pytest.mark.parametrize(
+    ("spacing", "diffusers_option"), [("logsnr", "use_lu_lambdas"), ("karras", "use_karras_sigmas")]
+)
+def test_dense_grids_are_diffusers_grids_without_their_last_point(spacing, diffusers_option):
+    """Ours at n steps = diffusers' n + 1 timesteps less the last (t = 0): our final update lands on the clean
+    image from the point before it, as on the linspace grid."""
+    ours = NoiseSchedule(linear_betas())
+    for steps in (1, 2, 10, ours.max_steps(spacing)):
+        ref = DPMSolverMultistepScheduler(**{diffusers_option: True})
+        ref.set_timesteps(steps + 1)
+        assert ours.timesteps(steps, spacing) == ref.timesteps.tolist()[:-1]
+
+
+@pytest.mark.parametrize("spacing", ["quadratic", "logsnr", "karras"])
+def test_dense_grids_are_distinct_decreasing_and_denser_at_low_noise(spacing):
+    s = NoiseSchedule(linear_betas())
+    top = s.max_steps(spacing)
+    for n in (1, 10, top):
+        ts = s.timesteps(n, spacing)
+        assert len(set(ts)) == n and ts == sorted(ts, reverse=True) and ts[0] == 999 and ts[-1] >= 0
+    low_noise = [sum(t < 100 for t in s.timesteps(10, grid)) for grid in (spacing, "linspace")]
+    assert low_noise[0] > low_noise[1]
+    with pytest.raises(ValueError, match=f"1 to {top} distinct"):
+        s.timesteps(top + 1, spacing)
+    assert s.timesteps(10, "quadratic") == [round(999 * (1 - i / 10) ** 2) for i in range(10)]
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp", "unipc", "ddpm"])
+def test_a_spacing_setting_replaces_the_samplers_grid(sampler):
+    schedule, seen = NoiseSchedule(linear_betas()), []
+
+    def recording_eps(x, t, cond):
+        seen.append(int(t[0]))
+        return dummy_eps(x, t, cond)
+
+    cond = torch.eye(24)[:1]
+    settings = SampleSettings(sampler, 6, guidance=1.0, batch_size=1, spacing="karras")
+    generate(recording_eps, schedule, cond, image_seeds(0, 1), settings)
+    assert seen == schedule.timesteps(6, "karras") != schedule.timesteps(6, sampler_spec(sampler).spacing)
 
 
 @pytest.mark.parametrize("interval", [(5, 2), (-1, 10), (1.5, 10), (3,), "1,2"])

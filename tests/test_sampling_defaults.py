@@ -14,7 +14,7 @@ from fastddpm.atomic import file_sha256
 from fastddpm.configs import SamplingDefaults
 from fastddpm.defaults import DEFAULT_GUIDANCE
 from fastddpm.errors import UsageError
-from fastddpm.sampling.batch import model_defaults, model_interval
+from fastddpm.sampling.batch import model_defaults, model_interval, model_spacing
 from fastddpm.model import load_card
 
 SWEEP = Path(__file__).resolve().parents[1] / "bench" / "guidance_sweep.py"
@@ -52,6 +52,20 @@ def test_the_card_guidance_interval_is_the_default_unless_one_is_given(tiny_mode
     assert type(card).from_json(card.to_json()) == card
 
 
+def test_the_card_spacing_is_the_default_unless_one_is_given(tiny_model, tmp_path):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    assert model_spacing(load_card(model), None) is None  # no spacing named: each sampler's own grid
+    write_sampling(model, {"guidance": 3.0, "chosen_on": "a test", "spacing": "logsnr"})
+    card = load_card(model)
+    assert model_spacing(card, None) == "logsnr"
+    assert model_spacing(card, "own") is None
+    assert model_spacing(card, "karras") == "karras"
+    assert type(card).from_json(card.to_json()) == card
+    write_sampling(model, {"guidance": 3.0, "spacing": "cosine"})
+    with pytest.raises(UsageError, match="config.json"):
+        load_card(model)
+
+
 @pytest.mark.parametrize("interval", [[450, 0], [0], [0, 1.5], "0-450"])
 def test_a_card_with_a_bad_guidance_interval_is_refused_naming_the_file(tiny_model, tmp_path, interval):
     model = shutil.copytree(tiny_model, tmp_path / "model")
@@ -73,20 +87,24 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
     model = shutil.copytree(tiny_model, tmp_path / "model")
     weights = file_sha256(model / "model.safetensors")
     args = ["--model", model, "--evaluator", tiny_evaluator, "--scales", "1,3", "--intervals", "all,0-1"]
-    args += ["--sampler", "ddim"]
+    args += ["--spacings", "own,karras", "--sampler", "ddim"]
     args += ["--steps", "2", "--validation-seeds", "5", "--out", tmp_path / "results", "--record"]
     done = subprocess.run([sys.executable, SWEEP, *map(str, args)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (result,) = (tmp_path / "results").glob("guidance_sweep-*.json")
     record = json.loads(result.read_text())
-    assert {(row["guidance"], row["interval"]) for row in record["rows"]} == {
-        (scale, interval) for scale in (1.0, 3.0) for interval in ("all", "0-1")
+    assert {(row["guidance"], row["interval"], row["spacing"]) for row in record["rows"]} == {
+        (scale, interval, spacing)
+        for scale in (1.0, 3.0)
+        for interval in ("all", "0-1")
+        for spacing in (None, "karras")
     }
     assert all(len(row["cells"]) == 2 for row in record["rows"])  # val and new_val of one draw, DDIM-2
     card = load_card(model)
     assert card.sampling.guidance == record["best"]["guidance"]
     best_interval = record["best"]["interval"]
     assert card.sampling.guidance_interval == (None if best_interval == "all" else (0, 1))
+    assert card.sampling.spacing == record["best"]["spacing"]
     assert result.name in card.sampling.chosen_on
     assert file_sha256(model / "model.safetensors") == weights
     assert dataclasses.replace(card, sampling=load_card(tiny_model).sampling) == load_card(tiny_model)
@@ -105,6 +123,8 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
         ["--intervals", "all,all"],
         ["--intervals", "0-1000"],
         ["--intervals", "low"],
+        ["--spacings", "own,own"],
+        ["--spacings", "own,cosine"],
     ],
 )
 def test_the_sweep_refuses_bad_values_before_any_work(tmp_path, bad):

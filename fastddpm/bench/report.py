@@ -72,10 +72,12 @@ def table(report: dict):
     return out
 
 
-def interval_text(config: dict) -> str:
-    """' at timesteps 0-450' for a bench whose guidance applied in an interval (older reports have none)."""
-    interval = config.get("guidance_interval")
-    return "" if interval is None else f" at timesteps {format_interval(interval)}"
+def sampling_text(config: dict) -> str:
+    """' at timesteps 0-450' for a bench whose guidance applied in an interval, '; logsnr timesteps' for one on
+    another grid than each sampler's own (older reports have neither)."""
+    interval, spacing = config.get("guidance_interval"), config.get("spacing")
+    text = "" if interval is None else f" at timesteps {format_interval(interval)}"
+    return text + ("" if spacing is None else f"; {spacing} timesteps for every sampler")
 
 
 def markdown(report: dict) -> str:
@@ -90,7 +92,7 @@ def markdown(report: dict) -> str:
         f" ({env['evaluator_sha256'][:12]}).",
         f"Latency: one split of {report['split_size']} images, median / p90 over "
         f"{report['rows'][0]['latency_ms']['runs']} runs after a warm-up; accuracy: mean ± std over seeds "
-        f"{report['config']['seeds']}; guidance {report['config']['guidance']}{interval_text(report['config'])}.",
+        f"{report['config']['seeds']}; guidance {report['config']['guidance']}{sampling_text(report['config'])}.",
         f"Arithmetic: {env['gflop_per_image_call']:.3f} GFLOP per image and network call (torch's FLOP counter); "
         f"GFLOP/s = calls x rows x that / median latency, guidance doubling the rows; {roofline(env)}.",
         f"Command: `{report['command']}`",

@@ -97,6 +97,7 @@ def row_settings(config: BenchConfig, sampler: str, steps: int) -> SampleSetting
         config.guidance,
         batch_size=max(len(s) for s in config.splits.values()),
         guidance_interval=config.guidance_interval,
+        spacing=config.spacing,
     )
 
 

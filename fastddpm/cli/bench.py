@@ -15,6 +15,7 @@ from fastddpm.cli.options import (
     EvaluatorOption,
     GuidanceOption,
     GuidanceIntervalOption,
+    SpacingOption,
     ExportDirOption,
     ModelDir,
 )
@@ -57,6 +58,7 @@ def bench(
     seeds: Seeds = None,
     guidance: GuidanceOption = None,
     guidance_interval: GuidanceIntervalOption = None,
+    spacing: SpacingOption = None,
     eta: EtaOption = BenchConfig.eta,
     evaluator: EvaluatorOption = None,
     model: ModelDir = None,
@@ -72,7 +74,7 @@ def bench(
     evaluator call as the course does.
     """
     from fastddpm.bench.run import default_seeds, plan_bench, resolve_splits
-    from fastddpm.sampling.batch import model_defaults, model_interval
+    from fastddpm.sampling.batch import model_defaults, model_interval, model_spacing
     from fastddpm.sampling.job import objects_warning
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
@@ -93,6 +95,7 @@ def bench(
         else default_seeds(device.value),
         guidance=guidance,
         guidance_interval=model_interval(card, guidance_interval),
+        spacing=model_spacing(card, spacing),
         eta=eta,
         reference=reference,
         model_dir=str(model_dir),

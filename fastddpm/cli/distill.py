@@ -17,7 +17,7 @@ from fastddpm.cli.common import (
 )
 from fastddpm.cli.options import DeviceOption, ModelDir
 from fastddpm.choices import Device, Weighting
-from fastddpm.configs import DistillConfig
+from fastddpm.distill.config import DistillConfig
 from fastddpm.errors import UsageError
 
 Out = options.out("Run", "Run folder: config.json, metrics.jsonl, checkpoint, students/, model/.")

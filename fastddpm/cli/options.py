@@ -101,6 +101,15 @@ GuidanceIntervalOption = Annotated[
         show_default="the model card's (every step unless bench/guidance_sweep.py --record chose an interval)",
     ),
 ]
+SpacingOption = Annotated[
+    Optional[str],
+    option(
+        "Sampler",
+        "Timestep grid: own (each sampler's), or leading, trailing, linspace, quadratic, logsnr, karras (the last "
+        "three denser at low noise).",
+        show_default="the model card's (each sampler's own unless bench/guidance_sweep.py --record chose one)",
+    ),
+]
 EtaOption = Annotated[
     float, option("Sampler", "DDIM noise: 0 deterministic, 1 DDPM-like (DDIM only).", min=0.0)
 ]

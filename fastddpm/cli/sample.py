@@ -15,6 +15,7 @@ from fastddpm.cli.options import (
     ExportDirOption,
     GuidanceOption,
     GuidanceIntervalOption,
+    SpacingOption,
     ModelDir,
 )
 from fastddpm.choices import BackendName, Device, Dtype, SamplerName
@@ -85,6 +86,7 @@ def sample(
     eta: EtaOption = SampleSettings.eta,
     guidance: GuidanceOption = None,
     guidance_interval: GuidanceIntervalOption = None,
+    spacing: SpacingOption = None,
     seed: Seed = 0,
     model: ModelDir = None,
     backend: Backend = BackendName.torch,
@@ -95,21 +97,17 @@ def sample(
 ) -> None:
     """Generate one image per condition, written in label-file order."""
     from fastddpm.conditions import parse_label_string
-    from fastddpm.sampling.batch import check_settings, model_defaults, model_interval
+    from fastddpm.sampling.batch import card_settings
     from fastddpm.model import load_card
     from fastddpm.paths import default_model_dir
     from fastddpm.pipeline import Pipeline
-    from fastddpm.schedule import NoiseSchedule
     from fastddpm.sampling.job import TRAJECTORY_LABELS, SampleJob, claim_folder, objects_warning, run_sample
 
     claim_folder(out)  # before any work: refuse a file or a folder of foreign files
     conditions = read_labels(labels, labels_file)
     model = model or default_model_dir()
-    card = load_card(model)
-    chosen, steps, guidance = model_defaults(card, sampler and sampler.value, steps, guidance)
-    interval = model_interval(card, guidance_interval)
-    settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval)
-    check_settings(settings, NoiseSchedule.from_config(card.diffusion))
+    card, chosen = load_card(model), sampler and sampler.value
+    settings = card_settings(card, chosen, steps, guidance, eta, batch_size, guidance_interval, spacing)
     job = SampleJob(
         labels=conditions,
         out=out,

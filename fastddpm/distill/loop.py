@@ -7,7 +7,7 @@ import time
 
 from torch import nn
 
-from fastddpm.configs import DistillConfig
+from fastddpm.distill.config import DistillConfig
 from fastddpm.distill.method import Stage, loss_of
 from fastddpm.distill.run import DistillRun
 from fastddpm.training.loop import StopRequest, TrainResult

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from fastddpm.configs import DistillConfig
+from fastddpm.distill.config import DistillConfig
 from fastddpm.model import EpsilonModel, load_model
 from fastddpm.sampling.samplers import ddim_step, guided
 from fastddpm.schedule import NoiseSchedule

@@ -17,7 +17,7 @@ from fastddpm.training.checkpoint import (
     save_training_state,
 )
 from fastddpm.card import StudentInfo
-from fastddpm.configs import DistillConfig
+from fastddpm.distill.config import DistillConfig
 from fastddpm.data.reader import load_dataset, to_model_range
 from fastddpm.distill.method import Stage, stage_folder, stage_teacher
 from fastddpm.errors import UsageError

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 import torch
 
+from fastddpm.choices import Spacing
 from fastddpm.conditions import LabelList, multi_hot
 from fastddpm.configs import SampleSettings, check_interval, format_interval, parse_interval
 from fastddpm.errors import UsageError
+from fastddpm.folders import quote
 from fastddpm.model import ModelCard
 from fastddpm.sampling.samplers import Callback, EpsFn, guided, sampler_spec
 from fastddpm.schedule import NoiseSchedule
@@ -53,6 +55,37 @@ def model_interval(card: ModelCard, interval: str | tuple[int, int] | None) -> t
         return parse_interval(interval)
     check_interval(interval)
     return interval[0], interval[1]
+
+
+def model_spacing(card: ModelCard, spacing: str | None) -> str | None:
+    """The timestep grid a run uses: None takes the one the card names (card.sampling; None there is each
+    sampler's own), `own` is each sampler's own, otherwise a name in choices.Spacing."""
+    if spacing is None:
+        return card.sampling.spacing
+    if spacing == "own":
+        return None
+    if spacing not in Spacing.names():
+        raise UsageError(f"--spacing {quote(spacing)} is not one of own, {', '.join(Spacing.names())}")
+    return spacing
+
+
+def card_settings(
+    card: ModelCard,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    eta: float = SampleSettings.eta,
+    batch_size: int = SampleSettings.batch_size,
+    guidance_interval: str | tuple[int, int] | None = None,
+    spacing: str | None = None,
+) -> SampleSettings:
+    """The checked settings of a run of `card`'s model: what is None comes from the card and the sampler's
+    defaults (model_defaults, model_interval, model_spacing)."""
+    chosen, steps, guidance = model_defaults(card, sampler, steps, guidance)
+    interval = model_interval(card, guidance_interval)
+    settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval, model_spacing(card, spacing))
+    check_settings(settings, NoiseSchedule.from_config(card.diffusion))
+    return settings
 
 
 def image_seeds(seed: int, count: int) -> list[int]:
