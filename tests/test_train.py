@@ -18,6 +18,7 @@ from fastddpm.configs import DiffusionConfig, ModelConfig, TrainConfig
 from fastddpm.model import ConditionalUNet, EpsilonModel
 from fastddpm.schedule import NoiseSchedule, linear_betas
 from fastddpm.training.loop import ema_update, random_hflip, train
+from fastddpm.training.init_model import load_init_weights
 from fastddpm.training.setup import amp_dtype
 
 
@@ -179,6 +180,47 @@ def test_refine_with_init_grafts_a_head_that_starts_from_the_init_models_output(
         assert torch.allclose(start(x, t, cond), want, atol=1e-3)
         assert not torch.allclose(trained(x, t, cond), want, atol=1e-3)
     assert trained.refine.layers[-1].weight.abs().sum() > 0  # the head's zero start is left by training
+
+
+def test_grow_attention_adds_blocks_that_start_as_the_identity(tiny_data, tiny_model, tmp_path):
+    from fastddpm.model import load_model
+
+    train(tiny_config(tiny_data, tmp_path / "start", init=str(tiny_model), grow_attention=(0,)), max_steps=0)
+    train(
+        tiny_config(tiny_data, tmp_path / "trained", init=str(tiny_model), grow_attention=(0,)), max_steps=4
+    )
+    init_net, _ = load_model(tiny_model)
+    start, card = load_model(tmp_path / "start" / "model")
+    trained, _ = load_model(tmp_path / "trained" / "model")
+    assert card.model == dataclasses.replace(init_net.config, attention_levels=(0, 1))
+    x, t, cond = torch.randn(3, 3, 64, 64), torch.tensor([0, 9, 500]), torch.eye(24)[:3]
+    with torch.no_grad():
+        want = init_net(x, t, cond)
+        assert torch.allclose(start(x, t, cond), want, atol=1e-3)  # as the grafted head's test: a saved run
+        assert not torch.allclose(trained(x, t, cond), want, atol=1e-3)
+        grown = ConditionalUNet(card.model).eval()
+        load_init_weights(grown, init_net)  # the copy itself is exact but for float rounding
+        assert torch.allclose(grown(x, t, cond), want, atol=1e-5)
+    new_block = trained.unet.down_blocks[0].attentions[0].to_out[0]
+    assert new_block.weight.abs().sum() > 0  # its zero start is left by training
+
+
+@pytest.mark.parametrize(
+    ("grow", "init", "message"),
+    [
+        ((1,), True, "--grow-attention 1: --init {init!r} already has attention at level 1"),
+        ((2,), True, "--grow-attention 2 is out of range: the --init model has levels 0 to 1"),
+        ((0,), False, "--grow-attention adds attention to an --init model: give --init"),
+    ],
+)
+def test_grow_attention_is_refused_where_it_cannot_grow(tiny_data, tiny_model, tmp_path, grow, init, message):
+    config = tiny_config(
+        tiny_data, tmp_path / "run", grow_attention=grow, init=str(tiny_model) if init else None
+    )
+    with pytest.raises(UsageError) as refused:
+        train(config, max_steps=0)
+    assert str(refused.value) == message.format(init=str(tiny_model))
+    assert not (tmp_path / "run").exists()
 
 
 def test_freeze_body_trains_the_refinement_head_alone(tiny_data, tiny_model, tmp_path):

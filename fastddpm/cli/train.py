@@ -115,6 +115,14 @@ Refine = Annotated[
         min=0,
     ),
 ]
+GrowAttention = Annotated[
+    str,
+    option(
+        "Model",
+        "With --init: levels (0 = finest) to add self-attention at, comma-separated; each new block starts as the "
+        "identity (its output projection at zero), so the run starts from the --init model's output.",
+    ),
+]
 ConditioningOpt = Annotated[
     Conditioning,
     option("Model", "multihot (embedding added to the timestep's) or tokens (cross-attention)."),
@@ -139,15 +147,23 @@ RESUME_KEEPS = frozenset({"data", "out", "epochs", "minutes", "resume", "gpus"})
 INIT_DECIDES = ("channels", "attention", "patch", "conditioning", "schedule", "prediction")
 
 
-def explicit_fields(ctx: typer.Context) -> frozenset[str]:
-    """The TrainConfig fields whose options were given (not left at their defaults): they override a preset."""
-    return frozenset(OPTION_FIELDS.get(name, name) for name in given_options(ctx))
+def with_preset(ctx: typer.Context, config: TrainConfig, preset: str) -> TrainConfig:
+    """`config` under --preset: the preset's values, except for the fields whose options were given."""
+    explicit = frozenset(OPTION_FIELDS.get(name, name) for name in given_options(ctx))
+    return apply_preset(config, preset, explicit)
 
 
-def refuse_model_options_with_init(ctx: typer.Context, init: Path | None) -> None:
-    """--init brings its own architecture and schedule: an explicit model option beside it would be ignored."""
+def check_init_and_relaunch(ctx: typer.Context, init: Path | None, gpus: int) -> None:
+    """--init brings its own architecture and schedule: an explicit model option beside it would be ignored, and
+    is refused. Then --gpus N > 1 relaunches the call under torchrun (after the check: a refusal is said once)."""
     if init is not None:
         refuse_given_options(ctx, INIT_DECIDES, "--init", "the --init model folder's config.json")
+    relaunch_under_torchrun(gpus, sys.argv[1:])
+
+
+def unet_levels(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated UNet levels ('' for none), each once."""
+    return int_tuple(text, option, minimum=0, unique=True) if text.strip() else ()
 
 
 def model_config(
@@ -158,9 +174,7 @@ def model_config(
         patch_size=patch,
         refine_channels=refine,
         block_channels=int_tuple(channels, "--channels", minimum=1),
-        attention_levels=int_tuple(attention, "--attention", minimum=0, unique=True)
-        if attention.strip()
-        else (),
+        attention_levels=unet_levels(attention, "--attention"),
         conditioning=conditioning.value,
     )
 
@@ -182,22 +196,20 @@ def relaunch_under_torchrun(gpus: int, argv: list[str]) -> None:
     raise typer.Exit(subprocess.call([*cmd, "-m", "fastddpm", *args]))
 
 
-def resumed_config(
-    ctx: typer.Context, data: Path, out: Path, epochs: float, minutes: float | None
-) -> TrainConfig:
+def resumed_config(ctx: typer.Context) -> TrainConfig:
     """--resume: the run's saved config, but for where the run and its data now are, and for --epochs and
     --minutes where given (a longer schedule); every other option would be ignored and is refused."""
     from fastddpm.training.run_folder import RunFolder
 
-    refuse_options_with_resume(ctx, out, RESUME_KEEPS)
-    saved = RunFolder(out).saved_config(TrainConfig.from_dict)
-    given = given_options(ctx)
+    call, given = ctx.params, given_options(ctx)
+    refuse_options_with_resume(ctx, call["out"], RESUME_KEEPS)
+    saved = RunFolder(call["out"]).saved_config(TrainConfig.from_dict)
     return dataclasses.replace(
         saved,
-        data=str(data),
-        out=str(out),
-        epochs=epochs if "epochs" in given else saved.epochs,
-        minutes=minutes if "minutes" in given else saved.minutes,
+        data=str(call["data"]),
+        out=str(call["out"]),
+        epochs=call["epochs"] if "epochs" in given else saved.epochs,
+        minutes=call["minutes"] if "minutes" in given else saved.minutes,
     )
 
 
@@ -243,12 +255,12 @@ def train(
     patch: Patch = ModelConfig.patch_size,
     conditioning: ConditioningOpt = Conditioning(ModelConfig.conditioning),
     refine: Refine = ModelConfig.refine_channels,
+    grow_attention: GrowAttention = "",
     eval_minutes: EvalMinutes = TrainConfig.eval_minutes,
     evaluator: Evaluator = None,
 ) -> None:
     """Train the conditional DDPM; the defaults (--preset cpu) train the shipped configuration."""
-    refuse_model_options_with_init(ctx, init)  # before the relaunch, so that a refusal is said once
-    relaunch_under_torchrun(gpus, sys.argv[1:])
+    check_init_and_relaunch(ctx, init, gpus)
     config = TrainConfig(
         data=str(data),
         out=str(out),
@@ -269,8 +281,8 @@ def train(
         eval_minutes=eval_minutes,
         evaluator=str(evaluator) if evaluator else None,
         init=str(init) if init else None,
+        grow_attention=unet_levels(grow_attention, "--grow-attention"),
         model=model_config(channels, attention, patch, conditioning, refine),
         diffusion=DiffusionConfig(schedule.value, prediction=prediction.value),
     )
-    preset_config = apply_preset(config, preset, explicit_fields(ctx))
-    run_with_progress(resumed_config(ctx, data, out, epochs, minutes) if resume else preset_config, resume)
+    run_with_progress(resumed_config(ctx) if resume else with_preset(ctx, config, preset), resume)

@@ -31,6 +31,7 @@ from fastddpm.errors import UsageError
 from fastddpm.training.loss import diffusion_loss
 from fastddpm.model import ModelCard, count_parameters, save_model
 from fastddpm.runtime import autocast, resolve_device
+from fastddpm.training.init_model import with_init
 from fastddpm.training.setup import (
     Run,
     build_run,
@@ -38,7 +39,6 @@ from fastddpm.training.setup import (
     check_fits_in_memory,
     claim_run,
     default_batch_size,
-    with_init,
 )
 
 ProgressFn = Callable[[int, int, str], None]  # (steps done, steps expected, info)

@@ -19,19 +19,17 @@ from fastddpm.training.checkpoint import (
     restore_training_state,
     save_training_state,
 )
+from fastddpm.training.init_model import load_init_weights
 from fastddpm.training.run_folder import RunFolder
 from fastddpm.card import RenderInfo
 from fastddpm.configs import TrainConfig
 from fastddpm.data.reader import load_dataset
 from fastddpm.errors import UsageError
-from fastddpm.folders import quote
 from fastddpm.model import (
     ConditionalUNet,
     EpsilonModel,
     TrainingForm,
-    checkpoint_sha256,
     count_parameters,
-    load_card,
     load_model,
 )
 from fastddpm.runtime import DTYPES, cpu_has_native_bf16, memory_bytes, resolve_device
@@ -105,32 +103,6 @@ def check_config(config: TrainConfig) -> None:
     --out a folder that can be written."""
     config.validate()
     RunFolder(config.out).check_writable()
-
-
-def with_init(config: TrainConfig) -> TrainConfig:
-    """`config` as a fine-tune of its --init model folder (unchanged without one): that folder's model and
-    diffusion configs and its weights' sha256; --refine adds a refinement head to a model without one. Reads
-    only, before the lock; a distilled student is refused (its weights expect the guidance folded into them,
-    not the training loss)."""
-    if config.init is None:
-        return config
-    card = load_card(config.init, option="--init")
-    if card.info.student is not None:
-        raise UsageError(
-            f"--init {quote(config.init)} is a distilled student; give a model trained by `fastddpm train`"
-        )
-    asked, has = config.model.refine_channels, card.model.refine_channels
-    if asked and has and asked != has:
-        raise UsageError(
-            f"--refine {asked}: --init {quote(config.init)} already has a refinement head of {has} channels"
-        )
-    model = dataclasses.replace(card.model, refine_channels=asked or has)
-    if config.freeze_body and not model.refine_channels:
-        raise UsageError(
-            f"--freeze-body: --init {quote(config.init)} has no refinement head to train; add one with --refine N"
-        )
-    sha = checkpoint_sha256(config.init)
-    return dataclasses.replace(config, model=model, diffusion=card.diffusion, init_sha256=sha)
 
 
 def check_fits_in_memory(config: TrainConfig) -> None:
@@ -231,9 +203,7 @@ def _networks(
     torch.manual_seed(config.seed)
     net = ConditionalUNet(config.model).to(device)
     if config.init is not None and not resume:  # before the EMA's copy, so both start from the init weights
-        init_net = load_model(config.init, device, option="--init")[0]
-        grafted = init_net.refine is None and net.refine is not None  # a new head keeps its zero start
-        net.load_state_dict(init_net.state_dict(), strict=not grafted)
+        load_init_weights(net, load_model(config.init, device, option="--init")[0])
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
     # Frozen: no parameter before the head needs a gradient, so the body's forward keeps no activations.
     if config.freeze_body:
