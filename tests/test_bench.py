@@ -18,7 +18,8 @@ from fastddpm.schedule import NoiseSchedule
 
 @pytest.fixture(scope="module")
 def bench_report(tmp_path_factory, tiny_model, tiny_evaluator) -> Path:
-    """The JSON of a small CPU bench run: ddim and dpmpp at 2 steps, seeds 0 and 1, one 3-image split."""
+    """The JSON of a small CPU bench run: ddim and dpmpp at 2 steps on the karras grid, seeds 0 and 1, one 3-image
+    split."""
     tmp_path = tmp_path_factory.mktemp("bench")
     split = tmp_path / "mini.json"
     split.write_text(
@@ -34,6 +35,8 @@ def bench_report(tmp_path_factory, tiny_model, tiny_evaluator) -> Path:
             "ddim,dpmpp",
             "--steps",
             "2",
+            "--spacing",
+            "karras",
             "--no-reference",
             "--seeds",
             "0,1",
@@ -203,7 +206,12 @@ def test_rerunning_a_split_reproduces_the_reports_per_seed_accuracy(
     cells = 0
     for row in report["rows"]:
         settings = SampleSettings(
-            row["sampler"], row["steps"], 0.0, report["config"]["guidance"], len(labels)
+            row["sampler"],
+            row["steps"],
+            0.0,
+            report["config"]["guidance"],
+            len(labels),
+            spacing=report["config"]["spacing"],
         )
         for seed, expected in zip(
             report["config"]["seeds"], row["accuracy"]["mini"]["per_seed"], strict=True
@@ -216,3 +224,5 @@ def test_rerunning_a_split_reproduces_the_reports_per_seed_accuracy(
                 assert (tmp_path / "grid.png").read_bytes() == saved.read_bytes()
             cells += 1
     assert cells == len(report["rows"]) * len(report["config"]["seeds"])
+    assert report["config"]["spacing"] == "karras"
+    assert "karras timesteps for every sampler" in bench_report.with_suffix(".md").read_text()
