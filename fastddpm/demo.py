@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastddpm.choices import SamplerName
+from fastddpm.choices import SamplerName, Spacing
 from fastddpm.conditions import CLASSES, CLASS_INDEX, class_index, validate_labels
 from fastddpm.configs import format_interval
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS, MAX_SEED
@@ -71,14 +71,17 @@ def generate(
     evaluator: str | Path | None = None,
     score: bool = False,
     guidance_interval: str | None = None,
+    spacing: str | None = None,
 ) -> DemoResult:
     """`count` images of one condition (`objects`, up to 3) through `pipe`, the seconds sampling took and, with
-    `score`, the evaluator's accuracy of the images for that condition. A guidance interval is `all` or 'LO-HI'
-    (None or empty: the card's). Bad input raises UsageError."""
+    `score`, the evaluator's accuracy of the images for that condition. A guidance interval is `all` or 'LO-HI',
+    a spacing `own` or a timestep grid's name (None or empty: the card's). Bad input raises UsageError."""
     labels = objects_list(objects)
     SamplerName.check(sampler, "sampler")
     steps = _whole(steps, "steps", 1, pipe.schedule.num_timesteps)
-    settings = pipe.settings(sampler, steps, guidance, guidance_interval=guidance_interval or None)
+    settings = pipe.settings(
+        sampler, steps, guidance, guidance_interval=guidance_interval or None, spacing=spacing or None
+    )
     seed = _whole(seed, "seed", 0, MAX_SEED)
     conditions = [labels] * _whole(count, "images", 1, MAX_IMAGES)
     start = time.perf_counter()
@@ -95,10 +98,10 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
 
     defaults = pipe.settings(DEFAULT_SAMPLER, DEFAULT_STEPS)
 
-    def on_generate(objects, sampler, steps, guidance, interval, seed, count, score):
+    def on_generate(objects, sampler, steps, guidance, interval, spacing, seed, count, score):
         try:
             result = generate(
-                pipe, objects, sampler, steps, guidance, seed, count, evaluator, score, interval
+                pipe, objects, sampler, steps, guidance, seed, count, evaluator, score, interval, spacing
             )
         except UsageError as err:
             return [], f"error: {err}"
@@ -125,6 +128,11 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                     format_interval(defaults.guidance_interval),
                     label="Guidance at timesteps (all, or LO-HI like 0-450)",
                 )
+                spacing = gr.Dropdown(
+                    ["own", *Spacing.names()],
+                    value=defaults.spacing or "own",
+                    label="Timestep grid (own: the sampler's)",
+                )
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
                 count = gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
                 score = gr.Checkbox(False, label="Score the images with the evaluator")
@@ -133,7 +141,9 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(label="Images", columns=4, format="png", object_fit="contain", elem_id="images")
                 status = gr.Textbox(label="Result", interactive=False, elem_id="status")  # text, not markup
         button.click(
-            on_generate, [objects, sampler, steps, guidance, interval, seed, count, score], [gallery, status]
+            on_generate,
+            [objects, sampler, steps, guidance, interval, spacing, seed, count, score],
+            [gallery, status],
         )
     return app
 

@@ -118,7 +118,7 @@ def generate(page, timeout_ms: float = 180_000) -> str:
 
 def screenshot(out: Path) -> None:
     """The page with the shipped model: red sphere + cyan cube, DPM-Solver++ 10 steps, 4 images."""
-    with served(None) as url, browser_page(width=1100, height=860) as page:
+    with served(None) as url, browser_page(width=1100, height=940) as page:
         page.goto(url)
         status = generate(page)
         assert status.startswith("4 images in"), status

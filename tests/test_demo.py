@@ -48,6 +48,16 @@ def test_generate_takes_a_guidance_interval(pipe):
         demo.generate(pipe, ["red sphere"], "ddim", 3, 3.0, guidance_interval="low")
 
 
+def test_generate_takes_a_timestep_grid(pipe):
+    result = demo.generate(pipe, ["red sphere"], "ddim", 3, 2.0, seed=1, count=1, spacing="karras")
+    expected = pipe([["red sphere"]], sampler="ddim", steps=3, seed=1, guidance=2.0, spacing="karras")
+    own = pipe([["red sphere"]], sampler="ddim", steps=3, seed=1, guidance=2.0)
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(expected[0]))
+    assert not np.array_equal(np.asarray(result.images[0]), np.asarray(own[0]))
+    with pytest.raises(UsageError, match="--spacing 'cosine' is not one of own, leading"):
+        demo.generate(pipe, ["red sphere"], "ddim", 3, 2.0, spacing="cosine")
+
+
 def test_generate_scores_against_the_chosen_objects(pipe, tiny_evaluator):
     result = demo.generate(pipe, ["gray cube"], "dpmpp", 2, None, count=2, evaluator=tiny_evaluator, score=True)
     assert result.accuracy == pipe.score(result.images, [["gray cube"]] * 2, tiny_evaluator)
@@ -78,11 +88,13 @@ def test_the_page_shows_a_bad_label_as_its_message(pipe):
     page = demo.build_app(pipe)
     assert isinstance(page, gr.Blocks)
     handler = next(fn for fn in page.fns.values() if fn.name == "on_generate").fn
-    images, status = handler(["red sphre"], "dpmpp", 2, 2.0, "all", 0, 1, False)
+    images, status = handler(["red sphre"], "dpmpp", 2, 2.0, "all", "own", 0, 1, False)
     assert images == [] and status.startswith("error: unknown object 'red sphre'")
-    images, status = handler(["red sphere"], "dpmpp", 2, 2.0, "0-450x", 0, 1, False)
+    images, status = handler(["red sphere"], "dpmpp", 2, 2.0, "0-450x", "own", 0, 1, False)
     assert images == [] and status.startswith("error: --guidance-interval takes `all` or timesteps LO-HI")
-    images, status = handler(["red sphere"], "dpmpp", 2, 2.0, "all", 0, 1, False)
+    images, status = handler(["red sphere"], "dpmpp", 40, 2.0, "all", "logsnr", 0, 1, False)
+    assert images == [] and status.startswith("error: --steps 40 is out of range: dpmpp takes 1 to 37 steps")
+    images, status = handler(["red sphere"], "dpmpp", 2, 2.0, "all", "karras", 0, 1, False)
     assert len(images) == 1 and status.startswith("1 image in ")
 
 
