@@ -401,6 +401,10 @@ BEFORE_WORK = [
         ("--guidance 3.0", "--guidance 1"),
     ),
     ([*BENCH, "--model", "{student}", "--guidance", "3"], ("--guidance 3.0", "folded in", "--guidance 1")),
+    (
+        [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{student}", "--spacing", "karras"],
+        ("--spacing karras", "the grid it was distilled on"),
+    ),
     # --model names a model folder, not a file in one
     (
         [*SAMPLE_INTO, "--labels", "red sphere", "--model", "{model}/model.safetensors"],

@@ -73,8 +73,8 @@ def table(report: dict):
 
 
 def sampling_text(config: dict) -> str:
-    """' at timesteps 0-450' for a bench whose guidance applied in an interval, '; logsnr timesteps' for one on
-    another grid than each sampler's own (older reports have neither)."""
+    """' at timesteps 0-450' for a bench whose guidance applied in an interval, '; logsnr timesteps for every
+    sampler' for one on another grid than each sampler's own (older reports have neither)."""
     interval, spacing = config.get("guidance_interval"), config.get("spacing")
     text = "" if interval is None else f" at timesteps {format_interval(interval)}"
     return text + ("" if spacing is None else f"; {spacing} timesteps for every sampler")

@@ -59,13 +59,18 @@ def model_interval(card: ModelCard, interval: str | tuple[int, int] | None) -> t
 
 def model_spacing(card: ModelCard, spacing: str | None) -> str | None:
     """The timestep grid a run uses: None takes the one the card names (card.sampling; None there is each
-    sampler's own), `own` is each sampler's own, otherwise a name in choices.Spacing."""
+    sampler's own), `own` is each sampler's own, otherwise a name in choices.Spacing. A distilled student takes
+    only its sampler's own grid, the one it was distilled on."""
     if spacing is None:
         return card.sampling.spacing
     if spacing == "own":
         return None
     if spacing not in Spacing.names():
         raise UsageError(f"--spacing {quote(spacing)} is not one of own, {', '.join(Spacing.names())}")
+    if card.info.student:
+        raise UsageError(
+            f"--spacing {spacing}: a distilled student samples on the grid it was distilled on (own)"
+        )
     return spacing
 
 
@@ -83,7 +88,9 @@ def card_settings(
     defaults (model_defaults, model_interval, model_spacing)."""
     chosen, steps, guidance = model_defaults(card, sampler, steps, guidance)
     interval = model_interval(card, guidance_interval)
-    settings = SampleSettings(chosen, steps, eta, guidance, batch_size, interval, model_spacing(card, spacing))
+    settings = SampleSettings(
+        chosen, steps, eta, guidance, batch_size, interval, model_spacing(card, spacing)
+    )
     check_settings(settings, NoiseSchedule.from_config(card.diffusion))
     return settings
 
