@@ -17,9 +17,8 @@ from fastddpm.model import ConditionalUNet, checkpoint_sha256, load_card
 def with_init(config: TrainConfig) -> TrainConfig:
     """`config` as a fine-tune of its --init model folder (unchanged without one): that folder's model and
     diffusion configs and its weights' sha256; --refine adds a refinement head to a model without one and
-    --grow-attention attention levels. Reads
-    only, before the lock; a distilled student is refused (its weights expect the guidance folded into them,
-    not the training loss)."""
+    --grow-attention attention levels. Reads only, before the lock; a distilled student is refused (its weights
+    expect the guidance folded into them, not the training loss)."""
     if config.init is None:
         return config
     card = load_card(config.init, option="--init")
