@@ -26,13 +26,19 @@ from common import RESULTS, save  # noqa: E402
 
 from fastddpm import atomic  # noqa: E402
 from fastddpm.export import open_backend  # noqa: E402
-from fastddpm.choices import SamplerName, Spacing  # noqa: E402
+from fastddpm.choices import SamplerName  # noqa: E402
 from fastddpm.cli.common import csv, int_tuple, refuse_repeats  # noqa: E402
-from fastddpm.configs import SampleSettings, SamplingDefaults, format_interval, parse_interval  # noqa: E402
+from fastddpm.configs import (  # noqa: E402
+    SampleSettings,
+    SamplingDefaults,
+    format_interval,
+    format_spacing,
+    parse_interval,
+    parse_spacing,
+)
 from fastddpm.data import synth  # noqa: E402
 from fastddpm.defaults import MAX_SEED  # noqa: E402
 from fastddpm.errors import UsageError  # noqa: E402
-from fastddpm.folders import quote  # noqa: E402
 from fastddpm.evaluator.network import Evaluator  # noqa: E402
 from fastddpm.sampling.batch import check_settings  # noqa: E402
 from fastddpm.model import CONFIG_NAME, WEIGHTS_NAME, load_card  # noqa: E402
@@ -76,12 +82,8 @@ def intervals(text: str) -> tuple[tuple[int, int] | None, ...]:
 
 def spacings(text: str) -> tuple[str | None, ...]:
     """'own,logsnr' -> (None, 'logsnr'): timestep grids (choices.Spacing), `own` for each sampler's."""
-    names = ("own", *Spacing.names())
-    for item in text.split(","):
-        if item not in names:
-            raise UsageError(f"--spacings {quote(item)} is not one of {', '.join(names)}")
-    parsed = tuple(None if item == "own" else item for item in text.split(","))
-    refuse_repeats(parsed, "--spacings", lambda s: s or "own")
+    parsed = tuple(parse_spacing(item, "--spacings") for item in text.split(","))
+    refuse_repeats(parsed, "--spacings", format_spacing)
     return parsed
 
 
@@ -104,7 +106,7 @@ def record_choice(args: argparse.Namespace, best: dict, result: Path) -> None:
     if args.intervals != (None,):
         tried += f" x intervals {', '.join(map(format_interval, args.intervals))}"
     if args.spacings != (None,):
-        tried += f" x spacings {', '.join(s or 'own' for s in args.spacings)}"
+        tried += f" x spacings {', '.join(map(format_spacing, args.spacings))}"
     chosen_on = (
         f"bench/guidance_sweep.py, validation seeds {args.validation_seeds}, {'/'.join(args.sampler)} at "
         f"{args.steps} steps, sampling seeds {args.seeds}, {tried}: {result.name}"
@@ -162,9 +164,10 @@ def parse_args() -> argparse.Namespace:
             for interval in args.intervals
             for spacing in args.spacings
         }
+        schedule = NoiseSchedule.from_config(args.card.diffusion)
         for settings_for in args.grid.values():
             for settings in settings_for:
-                check_settings(settings, NoiseSchedule.from_config(args.card.diffusion))
+                check_settings(settings, schedule)
     except UsageError as error:
         parser.error(str(error))
     if args.card.info.student:
@@ -191,13 +194,13 @@ def main() -> None:
         row = {"guidance": scale, "interval": name, "spacing": spacing, "mean": mean, "spread": spread}
         rows.append({**row, "cells": cells})
         print(
-            f"guidance {scale:4.1f} interval {name:>8} spacing {spacing or 'own':>9}: "
+            f"guidance {scale:4.1f} interval {name:>8} spacing {format_spacing(spacing):>9}: "
             f"mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"
         )
     best = max(sorted(rows, key=lambda r: r["guidance"]), key=lambda r: r["mean"])
     print(
         f"best on validation: guidance {best['guidance']} interval {best['interval']} spacing "
-        f"{best['spacing'] or 'own'} (mean {best['mean']:.4f})"
+        f"{format_spacing(best['spacing'])} (mean {best['mean']:.4f})"
     )
     record = {
         "device": device_name(device),

@@ -209,6 +209,19 @@ def format_interval(interval) -> str:
     return "all" if interval is None else f"{interval[0]}-{interval[1]}"
 
 
+def parse_spacing(text: str, option: str = "--spacing") -> str | None:
+    """'logsnr' -> 'logsnr' (a name in choices.Spacing); 'own' -> None (each sampler's own grid)."""
+    names = ("own", *Spacing.names())
+    if text not in names:
+        raise UsageError(f"{option} {quote(text)} is not one of {', '.join(names)}")
+    return None if text == "own" else text
+
+
+def format_spacing(spacing: str | None) -> str:
+    """parse_spacing's inverse: None -> 'own'."""
+    return spacing or "own"
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
     """A model's own sampling defaults, saved in its config.json: what `sample`, `bench` and `distill` use when

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastddpm.choices import SamplerName, Spacing
 from fastddpm.conditions import CLASSES, CLASS_INDEX, class_index, validate_labels
-from fastddpm.configs import format_interval
+from fastddpm.configs import format_interval, format_spacing
 from fastddpm.defaults import ICLEVR_MAX_OBJECTS, MAX_SEED
 from fastddpm.errors import UsageError
 from fastddpm.pipeline import Pipeline, to_pil
@@ -130,7 +130,7 @@ def build_app(pipe: Pipeline, evaluator: str | Path | None = None) -> gr.Blocks:
                 )
                 spacing = gr.Dropdown(
                     ["own", *Spacing.names()],
-                    value=defaults.spacing or "own",
+                    value=format_spacing(defaults.spacing),
                     label="Timestep grid (own: the sampler's)",
                 )
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)

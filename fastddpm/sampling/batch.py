@@ -7,11 +7,9 @@ from collections.abc import Callable
 
 import torch
 
-from fastddpm.choices import Spacing
 from fastddpm.conditions import LabelList, multi_hot
-from fastddpm.configs import SampleSettings, check_interval, format_interval, parse_interval
+from fastddpm.configs import SampleSettings, check_interval, format_interval, parse_interval, parse_spacing
 from fastddpm.errors import UsageError
-from fastddpm.folders import quote
 from fastddpm.model import ModelCard
 from fastddpm.sampling.samplers import Callback, EpsFn, guided, sampler_spec
 from fastddpm.schedule import NoiseSchedule
@@ -63,11 +61,8 @@ def model_spacing(card: ModelCard, spacing: str | None) -> str | None:
     only its sampler's own grid, the one it was distilled on."""
     if spacing is None:
         return card.sampling.spacing
-    if spacing == "own":
-        return None
-    if spacing not in Spacing.names():
-        raise UsageError(f"--spacing {quote(spacing)} is not one of own, {', '.join(Spacing.names())}")
-    if card.info.student:
+    spacing = parse_spacing(spacing)
+    if spacing is not None and card.info.student:
         raise UsageError(
             f"--spacing {spacing}: a distilled student samples on the grid it was distilled on (own)"
         )
