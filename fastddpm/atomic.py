@@ -56,10 +56,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         with disk_errors(path):
             yield Path(tmp)
+            # mkstemp makes 0600 files, and some writers (safetensors) make their own: give the usual permissions
+            os.chmod(tmp, 0o666 & ~UMASK)
             os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

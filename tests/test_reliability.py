@@ -108,6 +108,16 @@ def test_a_write_that_fails_on_a_full_disk_is_one_line_and_leaves_no_temp_file(t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_weights_and_text_written_atomically_get_the_usual_permissions(tmp_path):
+    import torch
+
+    atomic.save_safetensors(tmp_path / "model.safetensors", {"w": torch.zeros(2)})
+    atomic.write_text(tmp_path / "config.json", "{}")
+    expected = 0o666 & ~folders.UMASK
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+
+
 @pytest.mark.parametrize("text", ["x" * 100_000, "red " * 50_000])
 def test_quoted_user_text_is_capped(text):
     shown = folders.quote(text)
