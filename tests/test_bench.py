@@ -226,3 +226,39 @@ def test_rerunning_a_split_reproduces_the_reports_per_seed_accuracy(
     assert cells == len(report["rows"]) * len(report["config"]["seeds"])
     assert report["config"]["spacing"] == "karras"
     assert "karras timesteps for every sampler" in bench_report.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
+def test_model_soup_averages_the_weights_and_refuses_what_it_cannot_average(tmp_path):
+    from conftest import make_tiny_model
+    from safetensors.torch import load_file
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "model_soup.py"
+    first, second = (make_tiny_model(tmp_path / f"m{seed}", seed=seed) for seed in (0, 1))
+    pair = ["--model", str(first), "--model", str(second)]
+    done = subprocess.run(
+        [sys.executable, str(script), *pair, "--out", str(tmp_path / "soup")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    weights = [load_file(str(folder / "model.safetensors")) for folder in (first, second, tmp_path / "soup")]
+    for key, value in weights[2].items():
+        mean = (weights[0][key].float() + weights[1][key].float()) / 2
+        assert torch.allclose(value.float(), mean, atol=2e-3), key
+    card = json.loads((tmp_path / "soup" / "config.json").read_text())
+    assert [entry["folder"] for entry in card["info"]["soup"]] == [str(first), str(second)]
+
+    headed = make_tiny_model(tmp_path / "headed", refine=8)
+    refused = {
+        "one": ["--model", str(first)],
+        "twice": ["--model", str(first), "--model", str(first)],
+        "another architecture": ["--model", str(first), "--model", str(headed)],
+        "out not empty": [*pair, "--out", str(tmp_path / "soup")],
+    }
+    for case, args in refused.items():
+        out = [] if "--out" in args else ["--out", str(tmp_path / case)]
+        done = subprocess.run([sys.executable, str(script), *args, *out], capture_output=True, text=True)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, case
+        assert len(done.stderr.strip().splitlines()) == 1, case
+        assert not (tmp_path / case).exists(), case
