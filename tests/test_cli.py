@@ -103,6 +103,19 @@ def test_help_teaches():
     assert code == 0 and "--labels-file" in text and "--reference" in text
 
 
+@pytest.mark.parametrize(
+    "group, command, last_words",
+    [((), "distill", "Stops and resumes like train."), (("evaluator",), "report", "missed objects were).")],
+)
+def test_a_commands_list_shows_each_first_paragraph_as_flowing_text(group, command, last_words, monkeypatch):
+    """On a terminal wide enough for it, a command's entry in its group's list is one line, not broken where
+    the docstring breaks its lines."""
+    monkeypatch.setenv("COLUMNS", "400")
+    code, text = run(*group, "--help")
+    entry = [line for line in text.splitlines() if line.strip("│ ").startswith(command + " ")]
+    assert code == 0 and len(entry) == 1 and last_words in entry[0], entry
+
+
 def test_help_does_not_import_torch():
     """`fastddpm --help` stays instant: the command tree (choices, defaults) is torch-free."""
     import subprocess

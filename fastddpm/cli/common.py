@@ -7,6 +7,7 @@ a file or a CI log the consoles are wide enough that tables and paths stay whole
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import sys
@@ -91,12 +92,16 @@ def option(panel: str | None, help: str, *decls: str, **kwargs: Any) -> Any:
 
 
 def _escape_help(command: Any) -> None:
-    """Help as written: brackets like fastddpm[trt] are text, not rich markup (once per command tree)."""
+    """Help as written: brackets like fastddpm[trt] are text, not rich markup, and a group's list of commands
+    shows each one's first paragraph as flowing text, as the command's own help does (rich mode would keep
+    the docstring's line breaks there). Once per command tree."""
     if getattr(command, "_help_escaped", False):
         return
     command._help_escaped = True
     if command.help:
         command.help = escape(command.help)
+        if not command.short_help:
+            command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
     for param in command.params:
         if getattr(param, "help", None):
             param.help = escape(param.help)
