@@ -116,6 +116,12 @@ def test_a_commands_list_shows_each_first_paragraph_as_flowing_text(group, comma
     assert code == 0 and len(entry) == 1 and last_words in entry[0], entry
 
 
+def test_a_commands_later_paragraphs_flow_too(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    code, text = run("bench", "--help")
+    assert code == 0 and "each split scored in one evaluator call as the course does" in text
+
+
 def test_help_does_not_import_torch():
     """`fastddpm --help` stays instant: the command tree (choices, defaults) is torch-free."""
     import subprocess

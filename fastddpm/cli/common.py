@@ -92,16 +92,16 @@ def option(panel: str | None, help: str, *decls: str, **kwargs: Any) -> Any:
 
 
 def _escape_help(command: Any) -> None:
-    """Help as written: brackets like fastddpm[trt] are text, not rich markup, and a group's list of commands
-    shows each one's first paragraph as flowing text, as the command's own help does (rich mode would keep
-    the docstring's line breaks there). Once per command tree."""
+    """Help as written: brackets like fastddpm[trt] are text, not rich markup, and each paragraph of a
+    docstring flows to the terminal's width (rich mode keeps a docstring's line breaks everywhere but in the
+    command's first paragraph), in the command's help and in its group's list. Once per command tree."""
     if getattr(command, "_help_escaped", False):
         return
     command._help_escaped = True
     if command.help:
-        command.help = escape(command.help)
-        if not command.short_help:
-            command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(command.help).split("\n\n")]
+        command.help = escape("\n\n".join(paragraphs))
+        command.short_help = command.short_help or escape(paragraphs[0])
     for param in command.params:
         if getattr(param, "help", None):
             param.help = escape(param.help)
