@@ -1,14 +1,17 @@
 """Choose the guidance scale on VALIDATION label sets, never on the test splits: each validation seed draws a
-val / new_val pair like the data set's test.json / new_test.json, from another seed than any test split, so the
-scale is not tuned on what the bench reports. --intervals crosses each scale with guidance intervals (timesteps
-LO-HI the scale applies at, `all` for every step), --spacings with timestep grids (`own`: each sampler's). The
-chosen (scale, interval, spacing) has the highest mean over every (validation seed, split, sampler, steps, sampling
-seed) cell; a tie keeps the lowest scale, then the first interval and spacing given. --record writes it into the
-model's config.json ("sampling"), so sample, bench and distill use it by default.
+val / new_val pair like the data set's test.json / new_test.json, from another seed than any test split, so
+the scale is not tuned on what the bench reports. --intervals crosses each scale with guidance intervals
+(timesteps LO-HI the scale applies at, `all` for every step), --spacings with timestep grids (`own`: each
+sampler's), --etas with DDIM's noise (0 deterministic, 1 DDPM-like; only with --sampler ddim). The chosen
+(scale, interval, spacing, eta) has the highest mean over every (validation seed, split, sampler, steps,
+sampling seed) cell; a tie keeps the lowest scale, then the first interval, spacing and eta given. --record
+writes it into the model's config.json ("sampling"), so sample, bench and distill use it by default; a card
+has no eta, so --record takes --etas 0 only.
 
     python bench/guidance_sweep.py --scales 1.5,2,3,4 --sampler ddim,dpmpp --steps 10,20 --seeds 0,1,2 [--record]
     python bench/guidance_sweep.py --scales 2.5,4 --intervals all,200-999 --sampler dpmpp --steps 10
     python bench/guidance_sweep.py --scales 2.5 --spacings own,logsnr,karras --sampler ddim,dpmpp --steps 10
+    python bench/guidance_sweep.py --scales 2.5 --etas 0,0.5,1 --sampler ddim --steps 10
 """
 
 from __future__ import annotations
@@ -87,6 +90,20 @@ def spacings(text: str) -> tuple[str | None, ...]:
     return parsed
 
 
+def etas(text: str) -> tuple[float, ...]:
+    """'0,0.5' -> (0.0, 0.5), each a finite number >= 0 as SampleSettings allows an --eta."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+        for value in values:
+            SampleSettings(eta=value)
+    except UsageError as error:  # a ValueError too: caught first
+        raise UsageError(f"--etas {text!r}: {error}") from None
+    except ValueError:
+        raise UsageError(f"--etas takes comma-separated numbers like 0,0.5,1; got {text!r}") from None
+    refuse_repeats(values, "--etas", str)
+    return values
+
+
 def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
     """Every cell's accuracy at one scale: {"validation seed/split/sampler-steps": [per sampling seed]}."""
     cells = {}
@@ -126,6 +143,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--scales", type=option_type(scales), default="1,1.5,2,3,4")
     parser.add_argument("--intervals", type=option_type(intervals), default="all")
     parser.add_argument("--spacings", type=option_type(spacings), default="own")
+    parser.add_argument("--etas", type=option_type(etas), default="0")
     parser.add_argument(
         "--sampler",
         type=option_type(lambda t: csv(t, "--sampler", SamplerName.names())),
@@ -154,15 +172,19 @@ def parse_args() -> argparse.Namespace:
         args.card = load_card(args.checkpoint)
         args.device = resolve_device("auto")
         args.evaluator = Evaluator(args.evaluator, args.device)
-        args.grid = {  # every (scale, interval, spacing)'s sampler x steps settings
-            (scale, interval, spacing): [
-                SampleSettings(s, n, guidance=scale, guidance_interval=interval, spacing=spacing)
+        if args.record and args.etas != (0.0,):
+            given = ",".join(f"{eta:g}" for eta in args.etas)
+            raise UsageError(f"--record with --etas {given}: a card records no eta; give --etas 0")
+        args.grid = {  # every (scale, interval, spacing, eta)'s sampler x steps settings
+            (scale, interval, spacing, eta): [
+                SampleSettings(s, n, eta=eta, guidance=scale, guidance_interval=interval, spacing=spacing)
                 for s in args.sampler
                 for n in args.steps
             ]
             for scale in args.scales
             for interval in args.intervals
             for spacing in args.spacings
+            for eta in args.etas
         }
         schedule = NoiseSchedule.from_config(args.card.diffusion)
         for settings_for in args.grid.values():
@@ -185,22 +207,24 @@ def main() -> None:
     backend = open_backend("torch", args.checkpoint, device, resolve_dtype("auto", device))
     schedule = NoiseSchedule.from_config(args.card.diffusion)
     rows = []
-    for (scale, interval, spacing), settings_for in track(args.grid.items(), description="sampling settings"):
+    settings_grid = track(args.grid.items(), description="sampling settings")
+    for (scale, interval, spacing, eta), settings_for in settings_grid:
         cells = sweep_scale(backend, schedule, draws, settings_for, args.seeds, evaluator, device)
         mean = statistics.fmean(v for values in cells.values() for v in values)
         per_seed = [statistics.fmean(values[i] for values in cells.values()) for i in range(len(args.seeds))]
         spread = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
         name = format_interval(interval)
-        row = {"guidance": scale, "interval": name, "spacing": spacing, "mean": mean, "spread": spread}
+        row = {"guidance": scale, "interval": name, "spacing": spacing, "eta": eta}
+        row.update(mean=mean, spread=spread)
         rows.append({**row, "cells": cells})
         print(
-            f"guidance {scale:4.1f} interval {name:>8} spacing {format_spacing(spacing):>9}: "
+            f"guidance {scale:4.1f} interval {name:>8} spacing {format_spacing(spacing):>9} eta {eta:g}: "
             f"mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"
         )
     best = max(sorted(rows, key=lambda r: r["guidance"]), key=lambda r: r["mean"])
     print(
         f"best on validation: guidance {best['guidance']} interval {best['interval']} spacing "
-        f"{format_spacing(best['spacing'])} (mean {best['mean']:.4f})"
+        f"{format_spacing(best['spacing'])} eta {best['eta']:g} (mean {best['mean']:.4f})"
     )
     record = {
         "device": device_name(device),
@@ -212,7 +236,7 @@ def main() -> None:
         "seeds": args.seeds,
         "validation_seeds": args.validation_seeds,
         "rows": rows,
-        "best": {key: best[key] for key in ("guidance", "interval", "spacing", "mean")},
+        "best": {key: best[key] for key in ("guidance", "interval", "spacing", "eta", "mean")},
     }
     path = save("guidance_sweep", record, args.out)
     if args.record:

@@ -125,6 +125,11 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
         ["--intervals", "low"],
         ["--spacings", "own,own"],
         ["--spacings", "own,cosine"],
+        ["--etas", "0,0"],
+        ["--etas", "-1"],
+        ["--etas", "x"],
+        ["--etas", "0.5"],  # beside the default sampler dpmpp, which takes no eta
+        ["--etas", "0,0.5", "--sampler", "ddim", "--record"],
     ],
 )
 def test_the_sweep_refuses_bad_values_before_any_work(tmp_path, bad):
@@ -133,3 +138,24 @@ def test_the_sweep_refuses_bad_values_before_any_work(tmp_path, bad):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()[-1]) > 0 and not (tmp_path / "out").exists()
+
+
+def test_the_sweep_samples_ddim_at_each_eta_it_is_given(tiny_model, tiny_evaluator, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SWEEP.parent))
+    import guidance_sweep
+
+    sampled = []
+
+    def fake_score_splits(backend, schedule, splits, settings, seeds, evaluator, device):
+        sampled.append((settings.sampler, settings.eta))
+        return {split: [settings.eta] * len(seeds) for split in splits}
+
+    monkeypatch.setattr(guidance_sweep, "score_splits", fake_score_splits)
+    args = ["--model", tiny_model, "--evaluator", tiny_evaluator, "--scales", "2", "--etas", "0,0.5,1"]
+    args += ["--sampler", "ddim", "--steps", "2", "--validation-seeds", "5", "--out", tmp_path / "results"]
+    monkeypatch.setattr(sys, "argv", ["guidance_sweep.py", *map(str, args)])
+    guidance_sweep.main()
+    assert sampled == [("ddim", 0.0), ("ddim", 0.5), ("ddim", 1.0)]
+    (result,) = (tmp_path / "results").glob("guidance_sweep-*.json")
+    record = json.loads(result.read_text())
+    assert [row["eta"] for row in record["rows"]] == [0.0, 0.5, 1.0] and record["best"]["eta"] == 1.0
