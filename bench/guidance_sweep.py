@@ -33,7 +33,6 @@ from fastddpm.choices import SamplerName  # noqa: E402
 from fastddpm.cli.common import csv, int_tuple, refuse_repeats  # noqa: E402
 from fastddpm.configs import (  # noqa: E402
     SampleSettings,
-    SamplingDefaults,
     format_interval,
     format_spacing,
     parse_interval,
@@ -129,7 +128,9 @@ def record_choice(args: argparse.Namespace, best: dict, result: Path) -> None:
         f"{args.steps} steps, sampling seeds {args.seeds}, {tried}: {result.name}"
     )
     config = args.checkpoint / CONFIG_NAME
-    sampling = SamplingDefaults(scale, chosen_on, interval, spacing)
+    sampling = replace(
+        args.card.sampling, guidance=scale, chosen_on=chosen_on, guidance_interval=interval, spacing=spacing
+    )
     atomic.write_text(config, replace(args.card, sampling=sampling).to_json() + "\n")
     grid = f", {spacing} timesteps" if spacing else ""
     print(f"recorded guidance {scale} at timesteps {format_interval(interval)}{grid} in {config}")

@@ -234,6 +234,11 @@ class SamplingDefaults:
     guidance_interval: tuple[int, ...] | None = field(default=None, metadata=OPTIONAL)
     # the timestep grid every sampler runs on (choices.Spacing); None: each sampler's own
     spacing: str | None = field(default=None, metadata=OPTIONAL)
+    # the sampler, and its step count, that sample and bench use when not told; None: SampleSettings' sampler
+    # at that sampler's own step count
+    sampler: str | None = field(default=None, metadata=OPTIONAL)
+    steps: int | None = field(default=None, metadata=OPTIONAL)
+    sampler_chosen_on: str | None = field(default=None, metadata=OPTIONAL)
 
     def __post_init__(self) -> None:
         scale = self.guidance
@@ -243,6 +248,10 @@ class SamplingDefaults:
             check_interval(self.guidance_interval, "sampling guidance_interval")
         if self.spacing is not None:
             Spacing.check(self.spacing, "sampling spacing")
+        if self.sampler is not None:
+            SamplerName.check(self.sampler, "sampling sampler")
+        if self.steps is not None and (self.sampler is None or self.steps < 1):
+            raise UsageError(f"sampling steps {self.steps!r}: a whole number >= 1, beside sampling sampler")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,47 @@ def test_the_card_guidance_is_the_default_unless_one_is_given(tiny_model, tmp_pa
     assert type(card).from_json(card.to_json()) == card
 
 
+def test_the_card_sampler_and_its_steps_are_the_default_unless_given(tiny_model, tmp_path):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    assert model_defaults(load_card(model), None, None, None)[:2] == ("ddim", 50)  # none named
+    write_sampling(model, {"guidance": 3.0, "chosen_on": "a test", "sampler": "unipc", "steps": 3})
+    card = load_card(model)
+    assert model_defaults(card, None, None, None) == ("unipc", 3, 3.0)
+    assert model_defaults(card, "unipc", 5, None)[:2] == ("unipc", 5)
+    assert model_defaults(card, "ddim", None, None)[:2] == ("ddim", 50)  # the card's steps are its sampler's
+    assert type(card).from_json(card.to_json()) == card
+    from fastddpm.cli.bench import model_grid
+
+    assert model_grid(card, None, None) == (("unipc",), (3,))
+    assert model_grid(card, "ddim,unipc", None)[1] == (50,)
+    assert model_grid(card, None, "2,4") == (("unipc",), (2, 4))
+
+
+def test_sample_uses_the_card_sampler_and_steps(tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from fastddpm.cli import app
+
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    write_sampling(model, {"guidance": 3.0, "chosen_on": "a test", "sampler": "unipc", "steps": 3})
+    args = ["sample", "--labels", "red sphere", "--model", str(model), "--out", str(tmp_path / "s")]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    settings = json.loads((tmp_path / "s" / "sample.json").read_text())["settings"]
+    assert (settings["sampler"], settings["steps"], settings["guidance"]) == ("unipc", 3, 3.0)
+
+
+@pytest.mark.parametrize(
+    "named",
+    [{"sampler": "euler"}, {"steps": 10}, {"sampler": "ddim", "steps": 0}, {"sampler": "ddim", "steps": "10"}],
+)
+def test_a_card_with_a_bad_sampler_or_steps_is_refused_naming_the_file(tiny_model, tmp_path, named):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    write_sampling(model, {"guidance": 3.0, **named})
+    with pytest.raises(UsageError, match="config.json"):
+        load_card(model)
+
+
 def test_the_card_guidance_interval_is_the_default_unless_one_is_given(tiny_model, tmp_path):
     model = shutil.copytree(tiny_model, tmp_path / "model")
     assert model_interval(load_card(model), None) is None  # no interval named: every step
@@ -85,6 +126,7 @@ def test_a_card_with_a_bad_guidance_is_refused_naming_the_file(tiny_model, tmp_p
 @pytest.mark.slow
 def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_evaluator, tmp_path):
     model = shutil.copytree(tiny_model, tmp_path / "model")
+    write_sampling(model, {"guidance": 2.0, "chosen_on": "a test", "sampler": "unipc", "steps": 3})
     weights = file_sha256(model / "model.safetensors")
     args = ["--model", model, "--evaluator", tiny_evaluator, "--scales", "1,3", "--intervals", "all,0-1"]
     args += ["--spacings", "own,karras", "--sampler", "ddim"]
@@ -106,6 +148,7 @@ def test_the_sweep_records_its_validation_choice_in_the_card(tiny_model, tiny_ev
     assert card.sampling.guidance_interval == (None if best_interval == "all" else (0, 1))
     assert card.sampling.spacing == record["best"]["spacing"]
     assert result.name in card.sampling.chosen_on
+    assert (card.sampling.sampler, card.sampling.steps) == ("unipc", 3)  # what the sweep did not choose stays
     assert file_sha256(model / "model.safetensors") == weights
     assert dataclasses.replace(card, sampling=load_card(tiny_model).sampling) == load_card(tiny_model)
 

@@ -24,9 +24,21 @@ from fastddpm.choices import BackendName, Device, Dtype, SamplerName
 from fastddpm.configs import BenchConfig
 from fastddpm.defaults import MAX_SEED
 
-Samplers = Annotated[str, option("Grid", f"Comma list of {', '.join(SamplerName.names())}.")]
+Samplers = Annotated[
+    Optional[str],
+    option(
+        "Grid",
+        f"Comma list of {', '.join(SamplerName.names())}.",
+        show_default="the model card's sampler (sampling.sampler), else ddim",
+    ),
+]
 Steps = Annotated[
-    str, option("Grid", "Comma list of step counts (ddpm, the reference, always runs its 1000).")
+    Optional[str],
+    option(
+        "Grid",
+        "Comma list of step counts (ddpm, the reference, always runs its 1000).",
+        show_default="the card's steps for its sampler alone, a distilled student's own, else 50",
+    ),
 ]
 Backends = Annotated[str, option("Grid", f"Comma list of {', '.join(BackendName.names())}.")]
 Reference = Annotated[
@@ -49,7 +61,7 @@ Out = options.out("Runtime", "Folder for the JSON, markdown, plot and grids.", "
 
 @clean_errors
 def bench(
-    sampler: Samplers = ",".join(BenchConfig.samplers),
+    sampler: Samplers = None,
     steps: Steps = None,
     backend: Backends = ",".join(BenchConfig.backends),
     reference: Reference = BenchConfig.reference,
@@ -82,12 +94,11 @@ def bench(
     check_output_folder(out)
     model_dir = model or default_model_dir()
     card = load_card(model_dir)
-    _, own_steps, guidance = model_defaults(card, "ddim", None, guidance)
+    _, _, guidance = model_defaults(card, "ddim", None, guidance)
+    samplers, step_counts = model_grid(card, sampler, steps)
     config = BenchConfig(
-        samplers=csv(sampler, "--sampler", SamplerName.names()),
-        steps=int_tuple(steps, "--steps", minimum=1, unique=True)
-        if steps
-        else ((own_steps,) if card.info.student else BenchConfig.steps),
+        samplers=samplers,
+        steps=step_counts,
         backends=csv(backend, "--backend", BackendName.names()),
         splits=resolve_splits(labels_file, data, model_dir),
         seeds=int_tuple(seeds, "--seeds", minimum=0, maximum=MAX_SEED, unique=True)
@@ -108,6 +119,24 @@ def bench(
     plan = plan_bench(config)  # everything checked and every backend opened, before any work
     conditions = [labels for split in config.splits.values() for labels in split]
     run_and_report(plan, out, objects_warning(model_dir, conditions), device.value)
+
+
+def model_grid(card, sampler: str | None, steps: str | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """--sampler and --steps, or the model's: the sampler its card names (else DDIM), at the card's steps for
+    that sampler alone, a distilled student's own steps, else BenchConfig's."""
+    from fastddpm.sampling.batch import model_defaults
+
+    if sampler:
+        samplers = csv(sampler, "--sampler", SamplerName.names())
+    else:
+        samplers = (model_defaults(card, None, None, None)[0],)
+    if steps:
+        return samplers, int_tuple(steps, "--steps", minimum=1, unique=True)
+    if card.info.student:
+        return samplers, (card.info.student.steps,)
+    if card.sampling.steps and samplers == (card.sampling.sampler,):
+        return samplers, (card.sampling.steps,)
+    return samplers, BenchConfig.steps
 
 
 def run_and_report(plan, out: Path, warning: str | None, device: str) -> None:

@@ -49,7 +49,7 @@ Sampler = Annotated[
     option(
         "Sampler",
         "ddpm (ancestral, the 1000-step reference), ddim, dpmpp (DPM-Solver++ 2M) or unipc (UniPC).",
-        show_default="ddim",
+        show_default="the model card's (sampling.sampler), else ddim",
     ),
 ]
 Steps = Annotated[
@@ -58,7 +58,10 @@ Steps = Annotated[
         "Sampler",
         "Denoising steps.",
         min=1,
-        show_default="the sampler's own: ddpm 1000, ddim 50, dpmpp 20, unipc 10; a distilled student's own",
+        show_default=(
+            "the card's (sampling.steps) for its sampler; else the sampler's own: ddpm 1000, ddim 50, dpmpp 20, "
+            "unipc 10; a distilled student's own"
+        ),
     ),
 ]
 Seed = options.seed("Sampler", "Image i uses the per-image seed seed*1000003+i.")

@@ -23,7 +23,8 @@ def model_defaults(
 ) -> tuple[str, int, float]:
     """(sampler, steps, guidance) for a model, filling what the user left out. A distilled student (its card says
     so) samples DDIM at its own step count with guidance 1, and refuses any other scale (it has one folded in);
-    other models take DDIM, the sampler's default step count and the guidance their card names (card.sampling)."""
+    other models take the sampler and guidance their card names (card.sampling; DDIM if it names none) and the
+    card's step count for the card's sampler, the sampler's default step count for any other."""
     student = card.info.student
     if student:
         if guidance not in (None, 1.0):
@@ -34,12 +35,11 @@ def model_defaults(
         sampler = sampler or student.sampler
         own = student.steps if sampler == student.sampler else sampler_spec(sampler).default_steps
         return sampler, own if steps is None else steps, 1.0
-    sampler = sampler or SampleSettings.sampler
-    return (
-        sampler,
-        sampler_spec(sampler).default_steps if steps is None else steps,
-        card.sampling.guidance if guidance is None else guidance,
-    )
+    own = card.sampling
+    sampler = sampler or own.sampler or SampleSettings.sampler
+    if steps is None:
+        steps = own.steps if own.steps and sampler == own.sampler else sampler_spec(sampler).default_steps
+    return sampler, steps, own.guidance if guidance is None else guidance
 
 
 def model_interval(card: ModelCard, interval: str | tuple[int, int] | None) -> tuple[int, int] | None:
