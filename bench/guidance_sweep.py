@@ -62,16 +62,26 @@ def option_type(parse):
     return checked
 
 
-def scales(text: str) -> tuple[float, ...]:
-    """'1.5,2' -> (1.5, 2.0), each in the range SampleSettings allows a --guidance."""
+def numbers(text: str, option: str, setting: str, example: str) -> tuple[float, ...]:
+    """'1.5,2' -> (1.5, 2.0), each in the range SampleSettings allows its `setting` (a field name)."""
     try:
         values = tuple(float(v) for v in text.split(","))
         for value in values:
-            SampleSettings(guidance=value)
+            SampleSettings(**{setting: value})
     except UsageError as error:  # a ValueError too: caught first
-        raise UsageError(f"--scales {text!r}: {error}") from None
+        raise UsageError(f"{option} {text!r}: {error}") from None
     except ValueError:
-        raise UsageError(f"--scales takes comma-separated numbers like 1.5,2,3; got {text!r}") from None
+        raise UsageError(f"{option} takes comma-separated numbers like {example}; got {text!r}") from None
+    return values
+
+
+def scales(text: str) -> tuple[float, ...]:
+    return numbers(text, "--scales", "guidance", "1.5,2,3")
+
+
+def etas(text: str) -> tuple[float, ...]:
+    values = numbers(text, "--etas", "eta", "0,0.5,1")
+    refuse_repeats(values, "--etas", str)
     return values
 
 
@@ -87,20 +97,6 @@ def spacings(text: str) -> tuple[str | None, ...]:
     parsed = tuple(parse_spacing(item, "--spacings") for item in text.split(","))
     refuse_repeats(parsed, "--spacings", format_spacing)
     return parsed
-
-
-def etas(text: str) -> tuple[float, ...]:
-    """'0,0.5' -> (0.0, 0.5), each a finite number >= 0 as SampleSettings allows an --eta."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-        for value in values:
-            SampleSettings(eta=value)
-    except UsageError as error:  # a ValueError too: caught first
-        raise UsageError(f"--etas {text!r}: {error}") from None
-    except ValueError:
-        raise UsageError(f"--etas takes comma-separated numbers like 0,0.5,1; got {text!r}") from None
-    refuse_repeats(values, "--etas", str)
-    return values
 
 
 def sweep_scale(backend, schedule, draws, settings_for, seeds, evaluator, device) -> dict:
