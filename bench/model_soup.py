@@ -1,8 +1,8 @@
 """A model soup (Wortsman et al. 2022): the uniform average of the weights of fine-tunes that share one
 architecture and descend from the same weights, written as a model folder that every command reads. The card
-is the first ingredient's, with its training info replaced by the list of ingredients (folder and sha256), so
-the soup can be rebuilt from them. Averaging is done in float32; the weights are saved as float16 like every
-model.
+is the first ingredient's, with its training run's info replaced by the list of ingredients (folder and
+sha256), so the soup can be rebuilt from them. Averaging is done in float32; the weights are saved as float16
+like every model.
 
     python bench/model_soup.py --model runs/ft-refine/model --model runs/floor-0.1/model --out runs/soup
 """
@@ -52,8 +52,15 @@ def average_models(folders: list[Path]) -> tuple[ConditionalUNet, ModelCard]:
 
 
 def soup_card(card: ModelCard, folders: list[Path]) -> ModelCard:
+    """The first ingredient's card with what one training run did (steps, images, time, init) left out, and the
+    ingredients added; the data and render info stay, since the ingredients share them."""
     ingredients = [{"folder": str(folder), "sha256": checkpoint_sha256(folder)} for folder in folders]
-    info = ModelInfo(parameters=card.info.parameters, extra={"soup": ingredients})
+    info = ModelInfo(
+        data=card.info.data,
+        render=card.info.render,
+        parameters=card.info.parameters,
+        extra={"soup": ingredients},
+    )
     return dataclasses.replace(card, info=info)
 
 

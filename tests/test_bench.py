@@ -248,6 +248,7 @@ def test_model_soup_averages_the_weights_and_refuses_what_it_cannot_average(tmp_
         assert torch.allclose(value.float(), mean, atol=2e-3), key
     card = json.loads((tmp_path / "soup" / "config.json").read_text())
     assert [entry["folder"] for entry in card["info"]["soup"]] == [str(first), str(second)]
+    assert card["info"]["render"] == json.loads((first / "config.json").read_text())["info"]["render"]
 
     headed = make_tiny_model(tmp_path / "headed", refine=8)
     refused = {
