@@ -211,9 +211,17 @@ def main() -> None:
         per_seed = [statistics.fmean(values[i] for values in cells.values()) for i in range(len(args.seeds))]
         spread = statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0
         name = format_interval(interval)
-        row = {"guidance": scale, "interval": name, "spacing": spacing, "eta": eta}
-        row.update(mean=mean, spread=spread)
-        rows.append({**row, "cells": cells})
+        rows.append(
+            {
+                "guidance": scale,
+                "interval": name,
+                "spacing": spacing,
+                "eta": eta,
+                "mean": mean,
+                "spread": spread,
+                "cells": cells,
+            }
+        )
         print(
             f"guidance {scale:4.1f} interval {name:>8} spacing {format_spacing(spacing):>9} eta {eta:g}: "
             f"mean {mean:.4f} ± {spread:.4f} over {len(cells)} cells"
